@@ -1,0 +1,1 @@
+"""Broker adapters: simulated and ccxt brokers, pools, routing, retries and the learning layer."""

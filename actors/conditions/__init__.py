@@ -1,0 +1,1 @@
+"""Market-conditions agent: regime, anomalies, supply/demand and the market flux level."""

@@ -1,0 +1,1 @@
+"""Intelligence agent: indicators, patterns, anomalies, correlation and the torch forecaster."""

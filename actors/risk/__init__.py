@@ -1,0 +1,1 @@
+"""Risk agent: position sizing, limits, portfolio VaR/CVaR, entropy and the kill switch."""

@@ -1,0 +1,1 @@
+"""Strategy engine: the strategy library and the engine that combines it into targets."""

@@ -1,0 +1,1 @@
+"""The trading cycle, Ray-free: config schema, typed messages, steps, errors and the ledger."""

@@ -1,0 +1,1 @@
+"""Ray Tune jobs: backtests, meta-agent selection and retry-parameter search."""
