@@ -129,7 +129,7 @@ class Agent:
                 self.move_to(AgentState.READY)
             return StepOutcome(
                 agent_id=self.agent_id, operation=operation, ok=True, output=output,
-                latency_ms=latency,
+                latency_ms=latency, incarnation=self.incarnation,
             )
         self.error_count += 1
         self.consecutive_errors += 1
@@ -143,7 +143,7 @@ class Agent:
             )
         return StepOutcome(
             agent_id=self.agent_id, operation=operation, ok=False, error=self.last_error,
-            error_type=type(error).__name__, latency_ms=latency,
+            error_type=type(error).__name__, latency_ms=latency, incarnation=self.incarnation,
         )
 
     # observation ----------------------------------------------------------------------------
@@ -190,6 +190,7 @@ class Agent:
         """JSON-able state from which a fresh incarnation resumes where this one was."""
         return {
             "base": {
+                "incarnation": self.incarnation,
                 "error_count": self.error_count,
                 "step_count": self.step_count,
                 "success_rate": self.success_rate,

@@ -110,22 +110,26 @@ class Coordinator:
         for metric in (self.cycle_ms, self.orders, self.fills, self.equity):
             metric.set_default_tags({"run": run_id})
         self.errors.set_default_tags({"run": run_id})
+        self._load_snapshots()
+
+    def _load_snapshots(self) -> None:
+        """A restarted coordinator continues the run's cycle count and keeps its snapshots."""
+        ledger = self.gateway.handles["ledger"]
+        saved = ray.get(ledger.invoke.remote("latest_snapshots", self.run_id)).output or {}
+        self.runner.state.snapshots = {role: (c, s) for role, (c, s) in saved.items()}
+        self.runner.state.cycle = max((c for c, _ in saved.values()), default=0)
 
     def start(self) -> bool:
-        """Record the run in the ledger and restore agents if this run is being resumed."""
+        """Record the run in the ledger; when resuming a run, fresh agents get their snapshots."""
         ledger = self.gateway.handles["ledger"]
         ray.get(ledger.invoke.remote("start_run", {
             "run_id": self.run_id, "config_hash": self.config.content_hash(),
             "config": self.config.model_dump(mode="json", by_alias=True),
             "started_at": utc_now().isoformat(),
         }))
-        saved = ray.get(ledger.invoke.remote("latest_snapshots", self.run_id)).output or {}
-        if saved:
-            self.runner.state.snapshots = {role: (c, s) for role, (c, s) in saved.items()}
-            self.runner.state.cycle = max(c for c, _ in saved.values())
-            for role, (cycle, snapshot) in saved.items():
-                self.gateway.restore(role, snapshot, cycle, self.config.ray.step_timeout_s)
-        return bool(saved)
+        for role, (cycle, snapshot) in self.runner.state.snapshots.items():
+            self.gateway.restore(role, snapshot, cycle, self.config.ray.step_timeout_s)
+        return bool(self.runner.state.snapshots)
 
     def run_cycle(self) -> CycleReport | None:
         """One cycle; ``None`` while paused or once the data is exhausted."""
@@ -180,9 +184,6 @@ class Coordinator:
     def shutdown(self) -> RunSummary | None:
         """Cancel open orders so every order ends terminal, snapshot, and write the summary."""
         self.runner.cancel_all("shutdown")
-        self.runner.state.snapshots.update(
-            {r: (self.runner.state.cycle, s) for r, s in self.gateway.snapshots(self.config.ray.step_timeout_s).items()}
-        )
         p50 = {step: statistics.median(v) for step, v in self.step_ms.items()}
         stats = self.runner.run_stats(self.agent_health(), p50)
         if stats is None:

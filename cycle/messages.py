@@ -489,6 +489,7 @@ class StepOutcome(Frozen):
     error: str | None = None
     error_type: str | None = None
     latency_ms: float = Field(ge=0.0)
+    incarnation: str | None = None
 
 
 class ExecutionPlan(Frozen):

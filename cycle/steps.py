@@ -25,6 +25,7 @@ from loguru import logger
 from cycle.config import ROLES, FluxtradeConfig
 from cycle.ledger import LedgerBatch, LedgerEvent
 from cycle.messages import (
+    AccountState,
     AgentMessage,
     Analysis,
     ApplyInputs,
@@ -101,6 +102,7 @@ class CycleState:
     incarnations: dict[str, str] = field(default_factory=dict)
     snapshots: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     unbooked: list[BrokerReport] = field(default_factory=list)
+    last_account: AccountState | None = None
     restarts: dict[str, int] = field(default_factory=dict)
 
 
@@ -125,6 +127,7 @@ class CycleContext:
     events: list[LedgerEvent] = field(default_factory=list)
     orders_terminal: int = 0
     pending_analysis: Any = None
+    unavailable: set[str] = field(default_factory=set)
 
 
 class CycleRunner:
@@ -143,19 +146,32 @@ class CycleRunner:
 
     def _call(self, ctx: CycleContext, calls: Sequence[Call]) -> list[Any]:
         """Run calls in parallel; failures degrade (optional) or abort new orders (critical)."""
-        outcomes = self.gateway.gather(self.gateway.submit(calls, self.state.market_flux), self.timeout_s)
+        live = [c for c in calls if c.role not in ctx.unavailable]
+        answers = iter(self.gateway.gather(self.gateway.submit(live, self.state.market_flux), self.timeout_s))
         values = []
-        for call, outcome in zip(calls, outcomes, strict=True):
-            if outcome.ok:
+        for call in calls:
+            outcome = None if call.role in ctx.unavailable else next(answers)
+            if outcome is not None and self._fresh_incarnation(ctx, call.role, outcome):
+                outcome = outcome.model_copy(update={"ok": False, "error": "agent restarted mid-cycle; its answer was discarded"})
+            if outcome is not None and outcome.ok:
                 values.append(outcome.output)
                 continue
-            reason = f"{call.operation}: {outcome.error}"
+            reason = f"{call.operation}: {outcome.error if outcome else 'agent unavailable this cycle'}"
             ctx.degraded[call.role] = reason
             self.log.warning("{} degraded: {}", call.role, reason)
             if call.role in self.critical:
                 ctx.critical_failure = ctx.critical_failure or f"{call.role} {reason}"
             values.append(None)
         return values
+
+    def _fresh_incarnation(self, ctx: CycleContext, role: str, outcome: StepOutcome) -> bool:
+        """True when the answer came from a new incarnation, which is then restored at once."""
+        known = self.state.incarnations.get(role)
+        if outcome.incarnation is None or known is None or outcome.incarnation == known:
+            return False
+        self.state.incarnations[role] = outcome.incarnation
+        self._restore(ctx, role)
+        return True
 
     def _one(self, ctx: CycleContext, call: Call) -> Any:
         return self._call(ctx, [call])[0]
@@ -213,6 +229,7 @@ class CycleRunner:
         """Step 1: health of every agent; a restarted agent gets its last snapshot back."""
         for role, health in self.gateway.health(self.config.ray.health_timeout_s).items():
             if isinstance(health, str):
+                ctx.unavailable.add(role)
                 ctx.degraded[role] = f"health: {health}"
                 if role in self.critical:
                     ctx.critical_failure = ctx.critical_failure or f"{role} did not answer its health check"
@@ -252,7 +269,10 @@ class CycleRunner:
         ctx.frame = self._one(ctx, Call("validation", "step", raw))
         if ctx.frame is None:
             return
-        ctx.pending_analysis = self.gateway.submit([Call("intelligence", "step", ctx.frame)], self.state.market_flux)
+        if "intelligence" not in ctx.unavailable:
+            ctx.pending_analysis = self.gateway.submit(
+                [Call("intelligence", "step", ctx.frame)], self.state.market_flux
+            )
         conditions, synced = self._call(ctx, [Call("conditions", "step", ctx.frame), Call("adapters", "sync", ctx.frame.bars)])
         if conditions is not None:
             ctx.conditions = conditions
@@ -264,13 +284,13 @@ class CycleRunner:
 
     def analyse(self, ctx: CycleContext) -> None:
         """Step 3: indicators and patterns (submitted during step 2, gathered here)."""
-        if ctx.frame is None:
+        if ctx.frame is None or ctx.pending_analysis is None:
             return
         outcome = self.gateway.gather(ctx.pending_analysis, self.timeout_s)[0]
-        if outcome.ok:
+        if outcome.ok and not self._fresh_incarnation(ctx, "intelligence", outcome):
             ctx.analysis = outcome.output
         else:
-            ctx.degraded["intelligence"] = f"step: {outcome.error}"
+            ctx.degraded["intelligence"] = f"step: {outcome.error or 'restarted mid-cycle'}"
 
     def compose(self, ctx: CycleContext) -> None:
         """Step 4: strategies blended into target positions."""
@@ -354,7 +374,12 @@ class CycleRunner:
         closing = self._one(ctx, Call("execution", "account", True))
         if closing is not None:
             ctx.execution = closing
-        snapshots = self.gateway.snapshots(self.timeout_s)
+        snapshots = {
+            role: snapshot
+            for role, snapshot in self.gateway.snapshots(self.timeout_s).items()
+            if role not in ctx.unavailable
+            and snapshot["base"]["incarnation"] == self.state.incarnations.get(role)
+        }
         for role, snapshot in snapshots.items():
             self.state.snapshots[role] = (ctx.cycle, snapshot)
         report = self._cycle_report(ctx)
@@ -368,7 +393,9 @@ class CycleRunner:
         return report
 
     def _cycle_report(self, ctx: CycleContext) -> CycleReport:
-        account = ctx.execution.account if ctx.execution else None
+        if ctx.execution is not None:
+            self.state.last_account = ctx.execution.account
+        account = self.state.last_account
         fills = [f for r in ctx.reports for f in r.fills]
         if self.state.exhausted:
             outcome = "exhausted"

@@ -1,8 +1,10 @@
 """Market regime, market flux and supply/demand: the plain quant logic of the conditions agent.
 
-Everything here is a pure function of the arrays it is handed (or, for `MarketFlux`, of the values
-fed to it so far), so the same code labels a live bar and a backtest bar, and a label at bar ``t``
-never depends on bars after ``t``.
+Everything here is a pure function of the arrays it is handed (or, for `MarketFlux` and
+`RegimeState`, of the values fed to it so far), so the same code labels a live bar and a backtest
+bar, and a label at bar ``t`` never depends on bars after ``t``. `regime_series` labels a whole
+history at once for backtests; `RegimeState` is its incremental twin for the live agent, built on
+the same per-bar formulas so the two agree bar for bar.
 
 Two statistics drive the regime label, both computed on the log returns of the last ``window``
 bars:
@@ -25,8 +27,12 @@ bars:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -119,19 +125,50 @@ def _validated_close(close: np.ndarray) -> np.ndarray:
     return prices
 
 
+def _window_stats(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (``ddof=1``) of windows of log returns laid along the last axis.
+
+    The one formula behind both `regime_series` and `RegimeState`. Each window is reduced on its
+    own (no running sums), so a bar's value is bit-identical whether it comes from a sliding view
+    of the full history, of a tail of it, or from the window `RegimeState` keeps. Running sums
+    would cost O(1) per bar but drift by a few ulps, enough to flip a tie in the percentile count.
+    """
+    return returns.mean(axis=-1), returns.std(axis=-1, ddof=1)
+
+
 def _rolling_return_stats(prices: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Rolling mean and sample std of the log returns ending at each bar (NaN before warm-up).
 
-    Each window is reduced on its own (no running sums), so a bar's value is bit-identical
-    whether it is computed on the full history or on a tail of it; `classify_regime` relies on it.
+    Log prices come from `np.log`, never `math.log`: the two differ in the last bit for some
+    inputs, and `RegimeState` must take the very same returns.
     """
     mean = np.full(prices.size, np.nan)
     std = np.full(prices.size, np.nan)
     if prices.size > window:
-        returns = sliding_window_view(np.diff(np.log(prices)), window)
-        mean[window:] = returns.mean(axis=1)
-        std[window:] = returns.std(axis=1, ddof=1)
+        mean[window:], std[window:] = _window_stats(
+            sliding_window_view(np.diff(np.log(prices)), window)
+        )
     return mean, std
+
+
+def _drift_t(mean: np.ndarray, std: np.ndarray, window: int) -> np.ndarray:
+    """Drift t-statistic ``mean / std * sqrt(window)``, shared by the batch and live paths.
+
+    A window of identical returns has zero std; its drift is then certain, so the statistic is
+    infinite with the sign of the mean (NaN for a flat window, which labels it ranging).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(std > 0.0, mean / std * math.sqrt(window), np.sign(mean) * np.inf)
+
+
+def _ratio_to_median(current: np.ndarray | float, median: np.ndarray | float) -> np.ndarray:
+    """Volatility over its median, shared by the batch and live paths.
+
+    A zero median (at least half the history perfectly flat) gives inf, so any movement after a
+    flat spell passes the ``high_vol_ratio`` guard, and NaN when the current bar is flat too.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(current, median)
 
 
 def _vol_rank(vol: np.ndarray, lookback: int, min_history: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +196,7 @@ def _vol_rank(vol: np.ndarray, lookback: int, min_history: int) -> tuple[np.ndar
         enough = count >= min_history
         out = slice(first + start, first + start + rows.shape[0])
         pct[out] = np.where(enough, 100.0 * below / count, np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio[out] = np.where(enough, current / median, np.nan)
+        ratio[out] = np.where(enough, _ratio_to_median(current, median), np.nan)
     return pct, ratio
 
 
@@ -233,8 +269,7 @@ def regime_series(
     prices = _validated_close(close)
     mean, std = _rolling_return_stats(prices, th.window)
     pct, ratio = _vol_rank(std, th.vol_lookback, th.window)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_stat = np.where(std > 0.0, mean / std * math.sqrt(th.window), np.sign(mean) * np.inf)
+    t_stat = _drift_t(mean, std, th.window)
     labels = np.full(prices.size, WARMUP_LABEL, dtype=f"<U{max(len(r.value) for r in Regime)}")
     measured = ~np.isnan(mean)
     labels[measured] = Regime.RANGING.value
@@ -289,6 +324,177 @@ def classify_regime(
         raise ValueError(f"close needs at least window + 1 = {th.window + 1} prices")
     tail = prices[-(th.window + th.vol_lookback) :]
     return Regime(str(regime_series(tail, thresholds=th)[-1]))
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeReading:
+    """What `RegimeState.update` measured at one bar.
+
+    A plain frozen dataclass rather than a pydantic model: one is built per symbol per bar, and
+    validation would cost more than the update itself.
+
+    Attributes:
+        regime: The bar's regime, exactly as `regime_series` labels it; None for the first
+            ``window`` bars, where `regime_series` gives `WARMUP_LABEL`.
+        vol_percentile: As `volatility_percentile_series` gives it; NaN until ``window``
+            volatility values exist (bar ``2 * window - 1``).
+        vol_ratio: Current volatility over the median of its last ``vol_lookback`` values (the
+            current one included); NaN while ``vol_percentile`` is.
+        trend_t: Drift t-statistic of the last ``window`` log returns; NaN in warm-up.
+        volatility: Sample std of the last ``window`` log returns; NaN in warm-up.
+    """
+
+    regime: Regime | None
+    vol_percentile: float
+    vol_ratio: float
+    trend_t: float
+    volatility: float
+
+
+_WARMING_UP = RegimeReading(None, math.nan, math.nan, math.nan, math.nan)
+
+
+class RegimeState:
+    """Incremental twin of `regime_series`: one close in, that bar's regime and statistics out.
+
+    `classify_regime` recomputes ``vol_lookback`` windows and re-ranks each one on every call,
+    about 5 ms per symbol per bar; this keeps what the next bar needs instead:
+
+    * the last ``window`` log returns, reduced with the same `_window_stats` as the batch path, so
+      the volatility is bit-identical to the vectorised one (no running sums, see there);
+    * the last ``vol_lookback`` volatilities in arrival order (to know which one expires) and the
+      same values kept sorted, so the weak-CDF percentile is one `bisect_right` and the median an
+      index, both exactly what `_vol_rank` counts and `np.nanmedian` returns.
+
+    An update therefore costs O(window + vol_lookback) at worst (the list insert and delete are
+    memmoves), a few microseconds in practice. Feeding a series one close at a time yields, at
+    every bar, the label of `regime_series` and the percentile of `volatility_percentile_series`.
+    """
+
+    def __init__(self, thresholds: RegimeThresholds | None = None) -> None:
+        """Create an empty state, warming up from the first close fed to it.
+
+        Args:
+            thresholds: ``window``, ``vol_lookback``, ``high_vol_pct``, ``high_vol_ratio`` and
+                ``trend_threshold``; defaults if None.
+        """
+        self._th = thresholds if thresholds is not None else _DEFAULTS
+        self._last_log_price: float | None = None
+        self._returns: deque[float] = deque(maxlen=self._th.window)
+        self._vols: deque[float] = deque()
+        self._sorted_vols: list[float] = []
+
+    @property
+    def thresholds(self) -> RegimeThresholds:
+        """The thresholds this state labels with, fixed for its lifetime."""
+        return self._th
+
+    def update(self, close: float) -> RegimeReading:
+        """Fold in the next bar's close and return that bar's reading.
+
+        Args:
+            close: The bar's close price.
+
+        Returns:
+            The reading at this bar; see `RegimeReading` for the warm-up values.
+
+        Raises:
+            ValueError: If ``close`` is not a finite, positive price. The state is left as it was,
+                so one bad tick does not corrupt the history.
+        """
+        price = float(close)
+        if not (math.isfinite(price) and price > 0.0):
+            raise ValueError(f"close must be a finite, positive price, got {close}")
+        # np.log, not math.log: they differ in the last bit for some prices (see
+        # _rolling_return_stats).
+        log_price = float(np.log(price))
+        previous, self._last_log_price = self._last_log_price, log_price
+        if previous is None:
+            return _WARMING_UP
+        th = self._th
+        self._returns.append(log_price - previous)
+        if len(self._returns) < th.window:
+            return _WARMING_UP
+        mean, std = _window_stats(np.array(self._returns))
+        volatility = float(std)
+        trend_t = float(_drift_t(mean, std, th.window))
+        self._push_volatility(volatility)
+        count = len(self._vols)
+        if count >= th.window:  # the min_history that _vol_rank is given
+            vol_percentile = 100.0 * bisect_right(self._sorted_vols, volatility) / count
+            vol_ratio = float(_ratio_to_median(volatility, self._median_volatility()))
+        else:
+            vol_percentile = vol_ratio = math.nan
+        if vol_percentile > th.high_vol_pct and vol_ratio >= th.high_vol_ratio:
+            regime = Regime.HIGH_VOLATILITY
+        elif trend_t > th.trend_threshold:
+            regime = Regime.TRENDING_UP
+        elif trend_t < -th.trend_threshold:
+            regime = Regime.TRENDING_DOWN
+        else:
+            regime = Regime.RANGING
+        return RegimeReading(regime, vol_percentile, vol_ratio, trend_t, volatility)
+
+    def _push_volatility(self, volatility: float) -> None:
+        """Add the newest volatility to the history, expiring the oldest once it is full."""
+        if len(self._vols) == self._th.vol_lookback:
+            expired = self._vols.popleft()
+            del self._sorted_vols[bisect_left(self._sorted_vols, expired)]
+        self._vols.append(volatility)
+        insort(self._sorted_vols, volatility)
+
+    def _median_volatility(self) -> float:
+        """Median of the volatility history; an even count averages the middle pair, like numpy."""
+        ordered = self._sorted_vols
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2.0
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state, so a restarted agent resumes mid-series instead of warming up again.
+
+        Holds only finite floats (Python's JSON writer round-trips them exactly) and the
+        thresholds, since a history ranked under other thresholds would not resume identically.
+        """
+        return {
+            "thresholds": self._th.model_dump(),
+            "last_log_price": self._last_log_price,
+            "returns": list(self._returns),
+            "volatilities": list(self._vols),
+        }
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> RegimeState:
+        """Rebuild a state from a `snapshot`; it continues exactly as the original would.
+
+        Raises:
+            ValueError: If a key is missing, a value is not finite, or the parts do not fit
+                together (more values than the thresholds keep, volatilities before a full
+                window of returns, returns without a last price).
+        """
+        try:
+            thresholds = RegimeThresholds.model_validate(state["thresholds"])
+            raw_last = state["last_log_price"]
+            returns = [float(r) for r in state["returns"]]
+            vols = [float(v) for v in state["volatilities"]]
+        except KeyError as e:
+            raise ValueError(f"regime snapshot lacks {e.args[0]!r}") from e
+        last = None if raw_last is None else float(raw_last)
+        if not all(math.isfinite(x) for x in [*returns, *vols, 0.0 if last is None else last]):
+            raise ValueError("regime snapshot holds a non-finite value")
+        if len(returns) > thresholds.window or len(vols) > thresholds.vol_lookback:
+            raise ValueError("regime snapshot holds more history than its thresholds keep")
+        if any(v < 0.0 for v in vols) or (vols and len(returns) < thresholds.window):
+            raise ValueError("regime snapshot volatilities do not fit its returns")
+        if last is None and returns:
+            raise ValueError("regime snapshot has returns but no last price")
+        restored = cls(thresholds)
+        restored._last_log_price = last
+        restored._returns.extend(returns)
+        restored._vols.extend(vols)
+        restored._sorted_vols = sorted(vols)
+        return restored
 
 
 def volume_ratio(volume: np.ndarray, *, lookback: int = _DEFAULTS.volume_lookback) -> float:
