@@ -18,17 +18,31 @@ from cycle.messages import LearnerInputs, LearnerOutput
 def multiplicative_update(
     weights: dict[str, float], pnl: dict[str, float], rate: float, low: float, high: float
 ) -> dict[str, float]:
-    """One multiplicative-weights step, renormalised to sum 1 and clipped to [low, high]."""
+    """One multiplicative-weights step, then the nearest weights that sum to 1 within bounds."""
     raw = {n: w * math.exp(rate * pnl.get(n, 0.0)) for n, w in weights.items()}
-    total = sum(raw.values())
-    scaled = {n: v / total for n, v in raw.items()}
-    for _ in range(len(scaled)):
-        clipped = {n: min(max(v, low), high) for n, v in scaled.items()}
-        total = sum(clipped.values())
-        scaled = {n: v / total for n, v in clipped.items()}
-        if all(low - 1e-12 <= v <= high + 1e-12 for v in scaled.values()):
-            break
-    return scaled
+    return bounded_simplex(raw, low, high)
+
+
+def bounded_simplex(raw: dict[str, float], low: float, high: float) -> dict[str, float]:
+    """Scale ``raw`` to sum 1, pinning any weight that would leave [low, high] at the bound.
+
+    Plain clipping followed by renormalising pushes weights back past the bound; instead the
+    out-of-bound weights are fixed at their bound and the rest share what remains in proportion.
+    """
+    fixed: dict[str, float] = {}
+    free = dict(raw)
+    while free:
+        remaining = 1.0 - sum(fixed.values())
+        total = sum(free.values())
+        proposal = {n: remaining * v / total for n, v in free.items()}
+        over = [n for n, v in proposal.items() if v > high]
+        under = [n for n, v in proposal.items() if v < low]
+        if not over and not under:
+            return fixed | proposal
+        for name in over or under:
+            fixed[name] = high if over else low
+            free.pop(name)
+    return fixed
 
 
 class LearnerAgent(Agent):

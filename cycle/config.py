@@ -249,7 +249,8 @@ class FluxtradeConfig(Section):
         return parse_config(data)
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad field: ``location: problem``."""
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"])
@@ -263,7 +264,7 @@ def parse_config(data: dict[str, Any]) -> FluxtradeConfig:
     try:
         return FluxtradeConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"invalid config: {_describe(error)}") from error
+        raise ConfigError(f"invalid config: {describe_validation_error(error)}") from error
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> FluxtradeConfig:

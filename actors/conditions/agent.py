@@ -1,9 +1,8 @@
 """Market-conditions agent: regime, anomalies and supply/demand per symbol, and the market flux.
 
 The logic lives in :mod:`actors.conditions.regime` and :mod:`actors.intelligence.anomaly`; this agent
-keeps each symbol's trailing closes and volumes long enough for the volatility percentile
-(``window + vol_lookback`` bars) and publishes one smoothed flux level for the whole market, which
-every agent then blends into its own flux.
+keeps one incremental :class:`RegimeState` and anomaly detector per symbol (O(window) per bar) and
+publishes one smoothed flux level for the whole market, which every agent blends into its own.
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ import numpy as np
 from actors.base import Agent
 from actors.conditions.regime import (
     MarketFlux,
+    RegimeState,
     RegimeThresholds,
-    classify_regime,
     supply_demand,
-    volatility_percentile_series,
     volume_ratio,
 )
 from actors.intelligence.anomaly import AnomalyDetector
@@ -34,56 +32,46 @@ class ConditionsAgent(Agent):
 
     def setup(self) -> None:
         self.thresholds = RegimeThresholds()
-        keep = self.thresholds.window + self.thresholds.vol_lookback + 1
-        self.closes = {s: deque(maxlen=keep) for s in self.config.symbols}
-        self.volumes = {s: deque(maxlen=self.thresholds.volume_lookback + 1) for s in self.config.symbols}
-        self.detectors = {s: AnomalyDetector() for s in self.config.symbols}
+        symbols = self.config.symbols
+        self.regimes = {s: RegimeState(self.thresholds) for s in symbols}
+        self.volumes = {s: deque(maxlen=self.thresholds.volume_lookback + 1) for s in symbols}
+        self.last_close: dict[str, float] = {}
+        self.detectors = {s: AnomalyDetector() for s in symbols}
         self.flux_tracker = MarketFlux(self.thresholds)
 
     def step(self, frame: ValidatedFrame) -> Conditions:
         by_symbol: dict[str, SymbolConditions] = {}
         percentiles, ratios = [], []
         for symbol, bar in frame.bars.items():
-            closes, volumes = self.closes[symbol], self.volumes[symbol]
-            previous = closes[-1] if closes else math.nan
-            closes.append(bar.close)
+            reading = self.regimes[symbol].update(bar.close)
+            if math.isfinite(reading.vol_percentile):
+                percentiles.append(reading.vol_percentile)
+            volumes = self.volumes[symbol]
             volumes.append(bar.volume)
-            prices = np.fromiter(closes, float)
-            regime = WARMING_UP
-            volatility = 0.0
-            if len(prices) > self.thresholds.window:
-                regime = classify_regime(prices, thresholds=self.thresholds).value
-                volatility = float(np.std(np.diff(np.log(prices[-self.thresholds.window - 1 :])), ddof=1))
-                pct = volatility_percentile_series(
-                    prices, window=self.thresholds.window, vol_lookback=self.thresholds.vol_lookback
-                )[-1]
-                if math.isfinite(pct):
-                    percentiles.append(float(pct))
-            if len(volumes) > self.thresholds.volume_lookback:
-                try:
-                    ratios.append(volume_ratio(np.fromiter(volumes, float), lookback=self.thresholds.volume_lookback))
-                except ValueError:
-                    pass
+            if len(volumes) > self.thresholds.volume_lookback and sorted(volumes)[len(volumes) // 2] > 0:
+                ratios.append(volume_ratio(np.fromiter(volumes, float), lookback=self.thresholds.volume_lookback))
+            previous = self.last_close.get(symbol)
+            self.last_close[symbol] = bar.close
             anomalies = self.detectors[symbol].update(
                 {
-                    "returns": math.log(bar.close / previous) if previous > 0 else math.nan,
+                    "returns": math.log(bar.close / previous) if previous else math.nan,
                     "volume": bar.volume,
                     "spread": (bar.high - bar.low) / bar.close,
                 }
             )
-            pressure = 0.0
             book, tape = frame.books.get(symbol), frame.tapes.get(symbol)
+            pressure = 0.0
             if book is not None and tape is not None:
                 pressure = supply_demand(
                     [lvl.quantity for lvl in book.bids], [lvl.quantity for lvl in book.asks],
                     tape.buy_volume, tape.sell_volume,
                 )
             by_symbol[symbol] = SymbolConditions(
-                regime=regime,
+                regime=reading.regime.value if reading.regime else WARMING_UP,
                 anomaly=bool(anomalies),
                 anomaly_reasons=tuple(a.reason for a in anomalies),
                 supply_demand=pressure,
-                volatility=volatility,
+                volatility=0.0 if math.isnan(reading.volatility) else reading.volatility,
             )
         if percentiles and ratios:
             self.flux_tracker.update(float(np.mean(percentiles)), float(np.mean(ratios)))
@@ -91,18 +79,18 @@ class ConditionsAgent(Agent):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "closes": {s: list(d) for s, d in self.closes.items()},
+            "regimes": {s: r.snapshot() for s, r in self.regimes.items()},
             "volumes": {s: list(d) for s, d in self.volumes.items()},
+            "last_close": dict(self.last_close),
             "detectors": {s: d.snapshot() for s, d in self.detectors.items()},
             "flux": self.flux_tracker.snapshot(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for symbol, values in state["closes"].items():
-            self.closes[symbol].clear()
-            self.closes[symbol].extend(values)
+        self.regimes = {s: RegimeState.restore(r) for s, r in state["regimes"].items()}
         for symbol, values in state["volumes"].items():
             self.volumes[symbol].clear()
             self.volumes[symbol].extend(values)
+        self.last_close = dict(state["last_close"])
         self.detectors = {s: AnomalyDetector.restore(d) for s, d in state["detectors"].items()}
         self.flux_tracker.restore(state["flux"])

@@ -12,9 +12,11 @@ import importlib
 from collections import Counter, deque
 from typing import Any
 
+from pydantic import ValidationError
+
 from actors.base import Agent
 from actors.strategy.library import OHLCV, Strategy
-from cycle.config import StrategyConfig
+from cycle.config import StrategyConfig, describe_validation_error
 from cycle.errors import ConfigError, StrategyError
 from cycle.messages import StrategyDecision, StrategyInputs, TargetPosition
 
@@ -32,8 +34,9 @@ def load_strategy(spec: StrategyConfig) -> Strategy:
         raise ConfigError(f"strategies.{spec.name}.class: {spec.class_path} is not a Strategy")
     try:
         return cls(spec.name, spec.params)
-    except ValueError as error:
-        raise ConfigError(f"strategies.{spec.name}.params: {error}") from error
+    except ValidationError as error:
+        problem = describe_validation_error(error)
+        raise ConfigError(f"strategies.{spec.name}.params: {problem}") from error
 
 
 def blend(
