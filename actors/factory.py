@@ -41,6 +41,7 @@ def create_agents(config: FluxtradeConfig) -> dict[str, Any]:
                     max_restarts=options.max_restarts,
                     max_task_retries=0,
                     num_cpus=options.num_cpus,
+                    resources=options.resources,
                     max_concurrency=broker.max_in_flight,
                 )
                 .remote(config, broker.name, index)
@@ -55,6 +56,7 @@ def create_agents(config: FluxtradeConfig) -> dict[str, Any]:
                 max_restarts=options.max_restarts,
                 max_task_retries=0,
                 num_cpus=options.num_cpus,
+                resources=options.resources,
             )
             .remote(role, config, role)
         )
@@ -73,6 +75,7 @@ def create_coordinator(config: FluxtradeConfig, run_id: str) -> Any:
             max_restarts=options.max_restarts,
             max_task_retries=0,
             num_cpus=options.num_cpus,
+            resources=options.resources,
         )
         .remote(config, run_id)
     )

@@ -181,6 +181,7 @@ class AgentOptions(Section):
     max_restarts: NonNegativeInt = 3
     num_cpus: NonNegativeFloat = 0.0
     critical: bool = True
+    resources: dict[str, PositiveFloat] = Field(default_factory=dict)
 
 
 class AgentsConfig(Section):
