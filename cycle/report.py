@@ -46,6 +46,7 @@ class CycleReport(Frozen):
     regimes: dict[str, str] = Field(default_factory=dict)
     weights: dict[str, float] = Field(default_factory=dict)
     risk_decisions: dict[str, int] = Field(default_factory=dict)
+    round_trips: int = Field(0, ge=0)
 
     def progress_line(self) -> str:
         stamp = self.market_time.strftime("%Y-%m-%d %H:%M") if self.market_time else "-"

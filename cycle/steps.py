@@ -128,6 +128,7 @@ class CycleContext:
     orders_terminal: int = 0
     pending_analysis: Any = None
     unavailable: set[str] = field(default_factory=set)
+    round_trips: int = 0
 
 
 class CycleRunner:
@@ -147,6 +148,7 @@ class CycleRunner:
     def _call(self, ctx: CycleContext, calls: Sequence[Call]) -> list[Any]:
         """Run calls in parallel; failures degrade (optional) or abort new orders (critical)."""
         live = [c for c in calls if c.role not in ctx.unavailable]
+        ctx.round_trips += 1
         answers = iter(self.gateway.gather(self.gateway.submit(live, self.state.market_flux), self.timeout_s))
         values = []
         for call in calls:
@@ -223,10 +225,14 @@ class CycleRunner:
                 break
         with self._step(ctx, "report"):
             report = self.report(ctx)
-        return report
+        return report.model_copy(update={
+            "step_ms": dict(ctx.step_ms),
+            "duration_ms": (time.perf_counter() - ctx.started) * 1000,
+        })
 
     def initialise(self, ctx: CycleContext) -> None:
         """Step 1: health of every agent; a restarted agent gets its last snapshot back."""
+        ctx.round_trips += 1
         for role, health in self.gateway.health(self.config.ray.health_timeout_s).items():
             if isinstance(health, str):
                 ctx.unavailable.add(role)
@@ -370,10 +376,15 @@ class CycleRunner:
             self.state.weights = output.weights
 
     def report(self, ctx: CycleContext) -> CycleReport:
-        """Step 9: close the account, snapshot every agent, write the ledger, report the cycle."""
+        """Step 9: close the account, snapshot every agent, write the ledger, report the cycle.
+
+        The ledger's copy of the report cannot time its own write: the report the runner returns
+        carries the complete step times.
+        """
         closing = self._one(ctx, Call("execution", "account", True))
         if closing is not None:
             ctx.execution = closing
+        ctx.round_trips += 1
         snapshots = {
             role: snapshot
             for role, snapshot in self.gateway.snapshots(self.timeout_s).items()
@@ -434,6 +445,7 @@ class CycleRunner:
             regimes={s: c.regime for s, c in ctx.conditions.by_symbol.items()} if ctx.conditions else {},
             weights=self.state.weights or {},
             risk_decisions=decisions,
+            round_trips=ctx.round_trips,
         )
 
     # commands -------------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""Cycle latency on Ray: wall time p50/p99 and per-step breakdown for 1, 5 and 10 symbols.
+
+Beside it, in the same run, the Ray floor: the round trip of an empty actor call. The ratio
+``cycle p50 / (round trips on the critical path x floor)`` says how much of a cycle is the agents'
+own work and serialisation rather than Ray's unavoidable hops. The bundled data has three
+aligned 5-minute series; 5 and 10 symbols replay them again under aliases (``ETH/BTC~2``...), which
+costs every agent the same work as distinct markets would.
+
+    python bench/cycle_latency.py [--cycles 200] [--warmup 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import ray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from actors.factory import create_agents, create_coordinator, destroy  # noqa: E402
+from cycle.config import PROJECT_ROOT, load_config  # noqa: E402
+from cycle.steps import STEPS  # noqa: E402
+
+BASE_FILES = {
+    "ETH/BTC": "data/freqtrade_ETH_BTC-5m.csv",
+    "LTC/BTC": "data/freqtrade_LTC_BTC-5m.csv",
+    "ADA/BTC": "data/freqtrade_ADA_BTC-5m.csv",
+}
+
+
+@ray.remote(num_cpus=0)
+class Empty:
+    def ping(self) -> None:
+        return None
+
+
+def ray_floor_ms(calls: int = 300) -> float:
+    """Median round trip of a synchronous call to an actor that does nothing."""
+    actor = Empty.remote()
+    ray.get(actor.ping.remote())
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        ray.get(actor.ping.remote())
+        samples.append((time.perf_counter() - started) * 1000)
+    ray.kill(actor)
+    return statistics.median(samples)
+
+
+def symbols_config(count: int, folder: Path):
+    files = {}
+    names = list(BASE_FILES)
+    for i in range(count):
+        base = names[i % len(names)]
+        alias = base if i < len(names) else f"{base}~{i // len(names) + 1}"
+        files[alias] = BASE_FILES[base]
+    return load_config(
+        PROJECT_ROOT / "configs" / "default.yaml",
+        {
+            "data": {"files": files, "timeframe": "5m"},
+            "symbols": list(files),
+            "ledger": {"path": str(folder / f"ledger-{count}.sqlite")},
+            "report": {"folder": str(folder / f"report-{count}")},
+            "ray": {"namespace": f"bench-{uuid.uuid4().hex[:6]}", "include_dashboard": False},
+        },
+    )
+
+
+def measure(count: int, cycles: int, warmup: int, folder: Path) -> dict:
+    config = symbols_config(count, folder)
+    handles = create_agents(config)
+    coordinator = create_coordinator(config, f"bench-{count}")
+    handles["coordinator"] = coordinator
+    try:
+        ray.get(coordinator.start.remote())
+        ray.get([coordinator.run_cycle.remote() for _ in range(warmup)])
+        reports = ray.get([coordinator.run_cycle.remote() for _ in range(cycles)])
+    finally:
+        destroy(handles)
+    durations = np.array([r.duration_ms for r in reports])
+    return {
+        "symbols": count,
+        "p50": float(np.percentile(durations, 50)),
+        "p99": float(np.percentile(durations, 99)),
+        "round_trips": statistics.median(r.round_trips for r in reports),
+        "steps": {s: statistics.median(r.step_ms.get(s, 0.0) for r in reports) for s in STEPS},
+        "degraded": sum(1 for r in reports if r.degraded),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=60)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
+    floor = ray_floor_ms()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [measure(n, args.cycles, args.warmup, Path(tmp)) for n in (1, 5, 10)]
+    print(f"Ray floor (empty actor call, sync round trip): {floor:.2f} ms")
+    print(f"{args.cycles} measured cycles after {args.warmup} warm-up cycles, 2 CPUs\n")
+    print("| symbols | cycle p50 ms | cycle p99 ms | round trips | floor x trips ms | p50 / (floor x trips) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        path = r["round_trips"] * floor
+        print(f"| {r['symbols']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['round_trips']:.0f} | {path:.1f} | {r['p50'] / path:.2f} |")
+    print("\nmedian ms per step:\n")
+    print("| step | " + " | ".join(f"{r['symbols']} sym" for r in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for step in STEPS:
+        print(f"| {step} | " + " | ".join(f"{r['steps'][step]:.2f}" for r in rows) + " |")
+    print(f"\ndegraded cycles: {', '.join(str(r['degraded']) for r in rows)}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
