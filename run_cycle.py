@@ -61,6 +61,7 @@ def connect(config: FluxtradeConfig, address: str | None) -> None:
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")]))}}
     if address is None:
         ray.init(
+            address="local",
             namespace=config.ray.namespace,
             num_cpus=config.ray.num_cpus,
             include_dashboard=config.ray.include_dashboard,

@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=60)
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
     floor = ray_floor_ms()
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,7 @@ def ray_session():
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

@@ -88,3 +88,20 @@ def test_killed_agent_returns_with_its_snapshot_and_the_run_completes(desk: Desk
     assert all("execution" in reports[c - 101].degraded for c in unbooked)
     assert len(unbooked) <= 2
     check_run(desk.config.ledger.resolved(), desk.run_id, desk.config.run.initial_cash)
+
+
+def test_commands_pause_resume_halt_and_status(desk: Desk, ray_session) -> None:
+    desk.run(60)
+    ray_session.get(desk.coordinator.pause.remote())
+    assert desk.run(3) == [None, None, None]
+    assert ray_session.get(desk.coordinator.status.remote())["paused"] is True
+    ray_session.get(desk.coordinator.resume.remote())
+    ray_session.get(desk.coordinator.halt.remote("test halt"))
+    halted = desk.run(10)
+    status = ray_session.get(desk.coordinator.status.remote())
+    assert status["halted"] and status["halt_reason"] == "test halt" and status["cycle"] == 70
+    assert all(r.outcome == "halted" and r.orders_sent == 0 and r.open_orders == 0 for r in halted)
+    ray_session.get(desk.coordinator.resume.remote())
+    assert desk.run(1)[0].outcome == "ok"
+    ray_session.get(desk.coordinator.shutdown.remote())
+    check_run(desk.config.ledger.resolved(), desk.run_id, desk.config.run.initial_cash)

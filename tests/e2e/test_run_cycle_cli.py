@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -69,22 +69,25 @@ def test_bad_strategy_class_exits_2(tmp_path) -> None:
 
 def test_address_auto_joins_a_running_head_and_every_agent_is_a_named_live_actor(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
-    temp_dir = tempfile.mkdtemp(prefix="ftray", dir="/tmp")
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    start = subprocess.run(
-        [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", "--port=0", "--num-cpus=2",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=120, env=env,
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--port=0",
+         "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={free_port()}", "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
     )
-    assert start.returncode == 0, start.stderr
     try:
+        for line in head.stdout:
+            if "Ray runtime started" in line:
+                break
+        else:
+            pytest.fail("ray start --head exited before the runtime started")
         config = write_config(tmp_path)
         probe = tmp_path / "probe.py"
         probe.write_text(PROBE)
         result = subprocess.run(
             [sys.executable, str(probe), str(config)], capture_output=True, text=True, timeout=300,
-            cwd=PROJECT_ROOT, env={**env, "RAY_ADDRESS": "auto"},
+            cwd=PROJECT_ROOT, env=env,
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
         seen = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"exit"')))
@@ -95,8 +98,8 @@ def test_address_auto_joins_a_running_head_and_every_agent_is_a_named_live_actor
                  "broker:paper_fast:0", "broker:paper_fast:1", "broker:paper_cheap:0", "broker:paper_cheap:1"}
         assert roles <= set(seen["alive"]), sorted(roles - set(seen["alive"]))
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
 
 
 PROBE = '''
@@ -154,3 +157,31 @@ def test_cluster_config_variant_pins_the_ledger_to_the_head_resource() -> None:
 @pytest.fixture(autouse=True)
 def _no_stray_ray_address(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def test_ctrl_c_finishes_the_cycle_flushes_the_ledger_and_exits_0(tmp_path) -> None:
+    config = write_config(tmp_path)
+    process = subprocess.Popen(
+        [*RUN, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_ROOT, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("cycle ") and int(line.split()[1]) >= 80:
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=120)
+    lines.extend(out.splitlines(keepends=True))
+    assert process.returncode == 0, err[-3000:]
+    assert "stopping after this cycle" in err
+    summary = next(line for line in lines if line.startswith("summary:"))
+    cycles = int(summary.split()[1])
+    assert 80 <= cycles < 5000
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    open_orders = db.execute(
+        "SELECT COUNT(*) FROM orders WHERE status NOT IN ('filled','cancelled','rejected')"
+    ).fetchone()[0]
+    assert open_orders == 0
+    assert db.execute("SELECT MAX(cycle) FROM equity").fetchone()[0] == cycles
+    assert (tmp_path / "report" / "summary.md").exists()

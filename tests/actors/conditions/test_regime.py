@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ from actors.conditions.regime import (
     WARMUP_LABEL,
     MarketFlux,
     Regime,
+    RegimeReading,
+    RegimeState,
     RegimeThresholds,
     classify_regime,
     regime_series,
@@ -23,7 +28,9 @@ from actors.conditions.regime import (
     volume_ratio,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "freqtrade_BTCUSDT-like-5m.csv"
+DATA_DIR = Path(__file__).resolve().parents[3] / "data"
+DATA = DATA_DIR / "freqtrade_BTCUSDT-like-5m.csv"
+REAL_SERIES = ["freqtrade_BTCUSDT-like-5m.csv", "freqtrade_ETH_BTC-5m.csv"]
 TREND_LABELS = {Regime.TRENDING_UP.value, Regime.TRENDING_DOWN.value}
 
 
@@ -337,3 +344,190 @@ def test_supply_demand_stays_in_unit_range(
     bid: float, ask: float, buy: float, sell: float, weight: float
 ) -> None:
     assert -1.0 <= supply_demand(bid, ask, buy, sell, book_weight=weight) <= 1.0
+
+
+def _feed(state: RegimeState, close: np.ndarray) -> list[RegimeReading]:
+    return [state.update(float(price)) for price in close]
+
+
+def _assert_matches_vectorised(
+    readings: list[RegimeReading], close: np.ndarray, th: RegimeThresholds
+) -> None:
+    """Readings agree bar for bar with `regime_series` and `volatility_percentile_series`."""
+    labels = regime_series(close, thresholds=th)
+    pct = volatility_percentile_series(close, window=th.window, vol_lookback=th.vol_lookback)
+    incremental = np.array([WARMUP_LABEL if r.regime is None else r.regime.value for r in readings])
+
+    np.testing.assert_array_equal(incremental, labels)
+    np.testing.assert_allclose(
+        [r.vol_percentile for r in readings], pct, rtol=0.0, atol=1e-12, equal_nan=True
+    )
+
+
+def _same_reading(a: RegimeReading, b: RegimeReading) -> bool:
+    """Field-wise equality where NaN equals NaN (dataclass equality says NaN != NaN)."""
+    return a.regime == b.regime and all(
+        x == y or (math.isnan(x) and math.isnan(y))
+        for x, y in [
+            (a.vol_percentile, b.vol_percentile),
+            (a.vol_ratio, b.vol_ratio),
+            (a.trend_t, b.trend_t),
+            (a.volatility, b.volatility),
+        ]
+    )
+
+
+def _trend_burst_flat() -> np.ndarray:
+    """Flat, then noise, an uptrend, a volatility burst, a downtrend and flat again.
+
+    The flat stretches give zero volatilities (ties in the percentile count, a zero median for the
+    ratio guard, a zero-std trend window); the rest visits every regime.
+    """
+    rng = np.random.default_rng(11)
+    segments = [
+        np.zeros(300),
+        rng.normal(0.0, 0.001, 400),
+        rng.normal(0.001, 0.001, 300),
+        rng.normal(0.0, 0.01, 60),
+        rng.normal(-0.001, 0.001, 300),
+        np.zeros(200),
+        rng.normal(0.0, 0.001, 300),
+    ]
+    return _prices(np.concatenate(segments))
+
+
+@pytest.mark.parametrize("name", REAL_SERIES)
+def test_regime_state_on_real_5m_data_matches_vectorised_every_bar(name: str) -> None:
+    close = pd.read_csv(DATA_DIR / name)["close"].to_numpy()
+    th = RegimeThresholds()
+    assert close.size >= 2000
+
+    readings = _feed(RegimeState(th), close)
+
+    _assert_matches_vectorised(readings, close, th)
+    # The other statistics follow their definitions (independent, non-bit-exact recomputation).
+    log_returns = np.diff(np.log(close))
+    t = close.size - 1
+    window = log_returns[t - th.window : t]
+    vols = [r.volatility for r in readings[t - th.vol_lookback + 1 :]]
+    last = readings[t]
+    assert last.volatility == pytest.approx(np.std(window, ddof=1), rel=1e-12)
+    assert last.trend_t == pytest.approx(
+        window.mean() / window.std(ddof=1) * math.sqrt(th.window), rel=1e-9, abs=1e-12
+    )
+    assert last.vol_ratio == pytest.approx(last.volatility / np.median(vols), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "th",
+    [
+        RegimeThresholds(),
+        RegimeThresholds(window=10, vol_lookback=31, high_vol_pct=80.0, trend_threshold=1.5),
+        RegimeThresholds(window=12, vol_lookback=40, high_vol_ratio=1.0),
+        # Over 600 values np.nanmedian takes another code path; the median must still agree.
+        RegimeThresholds(window=20, vol_lookback=700),
+    ],
+)
+def test_regime_state_on_trend_and_burst_matches_vectorised_every_bar(
+    th: RegimeThresholds,
+) -> None:
+    close = _trend_burst_flat()
+
+    readings = _feed(RegimeState(th), close)
+
+    _assert_matches_vectorised(readings, close, th)
+    seen = {r.regime for r in readings}
+    assert seen >= {None, *Regime}
+    assert any(math.isinf(r.vol_ratio) for r in readings)  # zero-median guard exercised
+
+
+def test_regime_state_warmup_readings_are_none_and_nan() -> None:
+    th = RegimeThresholds(window=5, vol_lookback=20)
+
+    readings = _feed(RegimeState(th), _random_walk(0, 30))
+
+    assert all(r.regime is None and math.isnan(r.volatility) for r in readings[:5])
+    assert all(r.regime is not None and r.volatility > 0.0 for r in readings[5:])
+    assert all(math.isnan(r.vol_percentile) and math.isnan(r.vol_ratio) for r in readings[:9])
+    assert all(0.0 < r.vol_percentile <= 100.0 for r in readings[9:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    returns=st.lists(
+        st.sampled_from([-0.02, -0.001, 0.0, 0.0, 0.001, 0.003, 0.02]), min_size=1, max_size=120
+    )
+)
+def test_regime_state_on_tie_heavy_series_matches_vectorised(returns: list[float]) -> None:
+    # Few distinct returns make many identical windows: ties at the "at or below" count.
+    th = RegimeThresholds(window=4, vol_lookback=9, high_vol_pct=60.0)
+    close = _prices(np.array(returns))
+
+    _assert_matches_vectorised(_feed(RegimeState(th), close), close, th)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 30, 60, 1200, 1700])
+def test_regime_state_restore_from_json_continues_identically(cut: int) -> None:
+    th = RegimeThresholds(window=20, vol_lookback=300)
+    close = _trend_burst_flat()
+    original = RegimeState(th)
+    _feed(original, close[:cut])
+
+    resumed = RegimeState.restore(json.loads(json.dumps(original.snapshot(), allow_nan=False)))
+
+    assert resumed.thresholds == th
+    after_original = _feed(original, close[cut:])
+    after_resumed = _feed(resumed, close[cut:])
+    assert all(_same_reading(a, b) for a, b in zip(after_original, after_resumed, strict=True))
+
+
+def test_regime_state_rejects_bad_close_and_keeps_its_state() -> None:
+    state = RegimeState(RegimeThresholds(window=5, vol_lookback=20))
+    _feed(state, _random_walk(0, 40))
+    before = state.snapshot()
+
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive"):
+            state.update(bad)
+
+    assert state.snapshot() == before
+
+
+def test_regime_state_rejects_bad_snapshot() -> None:
+    state = RegimeState(RegimeThresholds(window=5, vol_lookback=20))
+    _feed(state, _random_walk(0, 40))
+    good = state.snapshot()
+
+    with pytest.raises(ValueError, match="returns"):
+        RegimeState.restore({k: v for k, v in good.items() if k != "returns"})
+    with pytest.raises(ValueError, match="non-finite"):
+        RegimeState.restore({**good, "volatilities": [*good["volatilities"][:-1], math.nan]})
+    with pytest.raises(ValueError, match="more history"):
+        RegimeState.restore({**good, "returns": good["returns"] * 2})
+    with pytest.raises(ValueError, match="do not fit"):
+        RegimeState.restore({**good, "returns": good["returns"][:-1]})
+    with pytest.raises(ValueError, match="no last price"):
+        RegimeState.restore({**good, "last_log_price": None})
+    with pytest.raises(ValueError, match="window"):
+        RegimeState.restore({**good, "thresholds": {"window": 1}})
+
+
+def test_regime_state_update_cost_versus_classify_regime(btc: pd.DataFrame) -> None:
+    # Measured, not asserted: timings depend on the machine. Run with -s to see them.
+    close = btc["close"].to_numpy()
+    state = RegimeState()
+    start = time.perf_counter()
+    _feed(state, close)
+    per_update = (time.perf_counter() - start) / close.size
+
+    trailing = 550
+    bars = range(close.size - 200, close.size)
+    start = time.perf_counter()
+    for t in bars:
+        classify_regime(close[t - trailing + 1 : t + 1])
+    per_classify = (time.perf_counter() - start) / len(bars)
+
+    print(
+        f"\nRegimeState.update: {per_update * 1e6:.1f} us/bar over {close.size} bars; "
+        f"classify_regime on {trailing} trailing closes: {per_classify * 1e3:.2f} ms/bar"
+    )
