@@ -107,7 +107,11 @@ class Coordinator:
         self.fills = metrics.Counter("fluxtrade_fills", "Fills booked", tag_keys=tags)
         self.errors = metrics.Counter("fluxtrade_agent_errors", "Failed agent calls", tag_keys=("run", "role"))
         self.equity = metrics.Gauge("fluxtrade_equity", "Marked equity", tag_keys=tags)
-        for metric in (self.cycle_ms, self.orders, self.fills, self.equity):
+        self.fill_latency = metrics.Histogram(
+            "fluxtrade_broker_latency_ms", "Broker latency of each fill",
+            boundaries=[1, 2, 5, 10, 20, 50, 100, 250, 1000], tag_keys=tags,
+        )
+        for metric in (self.cycle_ms, self.orders, self.fills, self.equity, self.fill_latency):
             metric.set_default_tags({"run": run_id})
         self.errors.set_default_tags({"run": run_id})
         self._load_snapshots()
@@ -145,6 +149,8 @@ class Coordinator:
         if report.fills:
             self.fills.inc(report.fills)
         self.equity.set(report.equity)
+        for latency in report.fill_latency_ms:
+            self.fill_latency.observe(latency)
         for role in report.degraded:
             self.errors.inc(1, tags={"role": role})
         for step, ms in report.step_ms.items():

@@ -47,6 +47,7 @@ class CycleReport(Frozen):
     weights: dict[str, float] = Field(default_factory=dict)
     risk_decisions: dict[str, int] = Field(default_factory=dict)
     round_trips: int = Field(0, ge=0)
+    fill_latency_ms: tuple[float, ...] = ()
 
     def progress_line(self) -> str:
         stamp = self.market_time.strftime("%Y-%m-%d %H:%M") if self.market_time else "-"

@@ -446,6 +446,7 @@ class CycleRunner:
             weights=self.state.weights or {},
             risk_decisions=decisions,
             round_trips=ctx.round_trips,
+            fill_latency_ms=tuple(f.latency_ms for f in fills),
         )
 
     # commands -------------------------------------------------------------------------------
