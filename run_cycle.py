@@ -90,10 +90,12 @@ class StopFlag:
 def run(config: FluxtradeConfig, run_id: str, quiet: bool) -> int:
     import ray
 
-    from actors.factory import create_agents, create_coordinator, destroy
+    from actors.factory import create_agents, create_coordinator, create_trainer, destroy
 
     flag = StopFlag()
     handles = create_agents(config)
+    if config.trainer.enabled:
+        handles["trainer"] = create_trainer(config, run_id)
     coordinator = create_coordinator(config, run_id)
     handles["coordinator"] = coordinator
     try:

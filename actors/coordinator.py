@@ -18,9 +18,10 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from ray.util import metrics
 
 from cycle.config import ROLES, FluxtradeConfig
-from cycle.messages import AgentMessage, HealthReport, StepOutcome, utc_now
+from cycle.messages import AgentMessage, HealthReport, StepOutcome, StrategySwap, utc_now
 from cycle.report import CycleReport, RunSummary
 from cycle.steps import Call, CycleRunner
+from tuning.reevaluation import ReevaluationPolicy, ReevaluationTrigger
 
 
 class RayGateway:
@@ -28,10 +29,19 @@ class RayGateway:
 
     def __init__(self, config: FluxtradeConfig) -> None:
         self.handles = {role: ray.get_actor(role, namespace=config.ray.namespace) for role in ROLES}
+        self.trainer = (
+            ray.get_actor("trainer", namespace=config.ray.namespace)
+            if config.trainer.enabled else None
+        )
+
+    def _handle(self, role: str) -> Any:
+        """The trainer is reached like an agent but is not one of the supervised cycle roles."""
+        return self.trainer if role == "trainer" else self.handles[role]
 
     def submit(self, calls: Sequence[Call], market_flux: float | None) -> list[tuple[Call, Any]]:
         return [
-            (c, self.handles[c.role].invoke.remote(c.operation, c.payload, market_flux)) for c in calls
+            (c, self._handle(c.role).invoke.remote(c.operation, c.payload, market_flux))
+            for c in calls
         ]
 
     def gather(self, pending: list[tuple[Call, Any]], timeout_s: float) -> list[StepOutcome]:
@@ -97,6 +107,10 @@ class Coordinator:
         self.runner = CycleRunner(config, self.gateway, run_id)
         self.paused = False
         self.cancel_requested = ""
+        self.reevaluation = ReevaluationTrigger(
+            ReevaluationPolicy(bar_seconds=config.data.timeframe_seconds)
+        )
+        self.reevaluation_due = ""
         self.step_ms: dict[str, list[float]] = {}
         tags = ("run",)
         self.cycle_ms = metrics.Histogram(
@@ -155,7 +169,19 @@ class Coordinator:
             self.errors.inc(1, tags={"role": role})
         for step, ms in report.step_ms.items():
             self.step_ms.setdefault(step, []).append(ms)
+        for reason in self.runner.state.reevaluation_requests:
+            self.reevaluation.request(f"trainer: {reason}")
+        self.runner.state.reevaluation_requests.clear()
+        due = self.reevaluation.observe(report.equity)
+        if due:
+            self.reevaluation_due = f"cycle {report.cycle}: {due}"
         return report
+
+    @ray.method(concurrency_group="health")
+    def request_swap(self, swap: StrategySwap) -> None:
+        """The meta-agent's choice, applied before the next cycle sees a bar (see CycleRunner)."""
+        self.runner.request_swap(swap)
+        self.reevaluation_due = ""
 
     @ray.method(concurrency_group="health")
     def pause(self) -> None:
@@ -179,6 +205,7 @@ class Coordinator:
             "run_id": self.run_id, "cycle": state.cycle, "paused": self.paused,
             "halted": state.halted, "halt_reason": state.halt_reason, "breaker": state.breaker,
             "exhausted": state.exhausted, "restarts": dict(state.restarts),
+            "reevaluation_due": self.reevaluation_due,
         }
 
     def agent_health(self) -> dict[str, Any]:
@@ -195,6 +222,10 @@ class Coordinator:
         if stats is None:
             return None
         outcome = ray.get(self.gateway.handles["reporter"].invoke.remote("summary", stats))
+        if self.gateway.trainer is not None:
+            self.runner.flush_trainer()
+            stop = self.gateway.trainer.stop.remote()
+            ray.get(stop, timeout=self.config.trainer.stop_timeout_s + 10)
         for handle in self.gateway.handles.values():
             handle.shutdown.remote()
         return outcome.output

@@ -1,9 +1,10 @@
 """The only place where ``ray.remote`` options live.
 
 Every agent is a named actor in the run's namespace (``<role>``; pool members
-``broker:<name>:<i>``; the ``coordinator``), so the dashboard lists each by role and a restarted
-coordinator finds them again with ``ray.get_actor``. Restart limits and CPU shares come from the
-config. Task retries stay at 0: an order is never re-sent by Ray behind the desk's back.
+``broker:<name>:<i>``; a broker's shared rate limiter ``limiter:<name>``; the ``coordinator``), so
+the dashboard lists each by role and a restarted coordinator finds them again with
+``ray.get_actor``. Restart limits and CPU shares come from the config. Task retries stay at 0: an
+order is never re-sent by Ray behind the desk's back.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 import ray
 
-from actors.adapters.pool import BrokerMember, member_id
+from actors.adapters.limiter import LimiterService, limiter_id
+from actors.adapters.member import BrokerMember, member_id
 from actors.shell import AgentActor
-from cycle.config import ROLES, FluxtradeConfig
+from cycle.config import ROLES, BrokerConfig, FluxtradeConfig
 
 HEALTH_GROUP = {"health": 1}
 
@@ -25,27 +27,55 @@ def _actor_class(role: str) -> Any:
     return type(name, (AgentActor,), {})
 
 
+def create_broker_member(config: FluxtradeConfig, broker: BrokerConfig, index: int) -> Any:
+    """Start one pool member: an async actor with up to ``max_in_flight`` calls open.
+
+    Also how a pool replaces a dead member under the same name. Started by the adapters agent, a
+    replacement belongs to it and dies with it; the agent's next incarnation starts it again.
+    """
+    options = config.agents.options_for("broker")
+    return (
+        ray.remote(BrokerMember)
+        .options(
+            name=member_id(broker.name, index),
+            namespace=config.ray.namespace,
+            max_restarts=options.max_restarts,
+            max_task_retries=0,
+            num_cpus=options.num_cpus,
+            resources=options.resources,
+            max_concurrency=broker.max_in_flight,
+        )
+        .remote(config, broker.name, index)
+    )
+
+
+def create_limiter(config: FluxtradeConfig, broker: BrokerConfig) -> Any:
+    """Start the rate limiter the members of a broker's pool share (it only books slots)."""
+    assert broker.rate_limit is not None
+    options = config.agents.options_for("broker")
+    return (
+        ray.remote(LimiterService)
+        .options(
+            name=limiter_id(broker.name),
+            namespace=config.ray.namespace,
+            max_restarts=options.max_restarts,
+            max_task_retries=0,
+            num_cpus=0,
+            resources=options.resources,
+        )
+        .remote(broker.rate_limit.requests, broker.rate_limit.window_s)
+    )
+
+
 def create_agents(config: FluxtradeConfig) -> dict[str, Any]:
-    """Start every agent and broker pool member; returns handles by actor name."""
+    """Start every agent, broker pool member and shared limiter; returns handles by actor name."""
     handles: dict[str, Any] = {}
     namespace = config.ray.namespace
     for broker in config.brokers:
-        options = config.agents.options_for("broker")
+        if broker.rate_limit is not None:
+            handles[limiter_id(broker.name)] = create_limiter(config, broker)
         for index in range(broker.pool_size):
-            name = member_id(broker.name, index)
-            handles[name] = (
-                ray.remote(BrokerMember)
-                .options(
-                    name=name,
-                    namespace=namespace,
-                    max_restarts=options.max_restarts,
-                    max_task_retries=0,
-                    num_cpus=options.num_cpus,
-                    resources=options.resources,
-                    max_concurrency=broker.max_in_flight,
-                )
-                .remote(config, broker.name, index)
-            )
+            handles[member_id(broker.name, index)] = create_broker_member(config, broker, index)
     for role in ROLES:
         options = config.agents.options_for(role)
         handles[role] = (
@@ -61,6 +91,25 @@ def create_agents(config: FluxtradeConfig) -> dict[str, Any]:
             .remote(role, config, role)
         )
     return handles
+
+
+def create_trainer(config: FluxtradeConfig, run_id: str) -> Any:
+    """The agent trainer, named ``trainer``; its loop thread needs the ``io`` group to answer."""
+    from actors.trainer.actor import CONCURRENCY_GROUPS, TrainerActor
+
+    options = config.agents.options_for("trainer")
+    return (
+        ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(TrainerActor)
+        .options(
+            name="trainer",
+            namespace=config.ray.namespace,
+            max_restarts=options.max_restarts,
+            max_task_retries=0,
+            num_cpus=options.num_cpus,
+            resources=options.resources,
+        )
+        .remote(config, run_id)
+    )
 
 
 def create_coordinator(config: FluxtradeConfig, run_id: str) -> Any:

@@ -17,7 +17,9 @@ from actors.base import Agent
 from cycle.messages import Bar, MarketFrame, ValidatedFrame
 
 
-def bar_problem(bar: Bar, last_timestamp: datetime | None, now: datetime | None, stale_after: timedelta) -> str | None:
+def bar_problem(
+    bar: Bar, last_timestamp: datetime | None, now: datetime | None, stale_after: timedelta
+) -> str | None:
     """Why a bar must not be used, or ``None`` when it is sound."""
     for field in ("open", "high", "low", "close", "volume"):
         if not math.isfinite(getattr(bar, field)):
@@ -40,7 +42,10 @@ def bar_problem(bar: Bar, last_timestamp: datetime | None, now: datetime | None,
                 f"{last_timestamp.isoformat()}"
             )
     if now is not None and now - bar.timestamp > stale_after:
-        return f"stale: bar at {bar.timestamp.isoformat()} is older than {stale_after} at {now.isoformat()}"
+        return (
+            f"stale: bar at {bar.timestamp.isoformat()} is older than {stale_after} "
+            f"at {now.isoformat()}"
+        )
     return None
 
 
@@ -58,7 +63,8 @@ class ValidationAgent(Agent):
     def step(self, frame: MarketFrame) -> ValidatedFrame:
         accepted, rejected = {}, {}
         for symbol, bar in frame.bars.items():
-            problem = bar_problem(bar, self.last_timestamp.get(symbol), frame.timestamp, self.stale_after)
+            last = self.last_timestamp.get(symbol)
+            problem = bar_problem(bar, last, frame.timestamp, self.stale_after)
             if problem is None:
                 accepted[symbol] = bar
                 self.last_timestamp[symbol] = bar.timestamp
@@ -76,6 +82,7 @@ class ValidationAgent(Agent):
             tapes={s: t for s, t in frame.tapes.items() if s in accepted},
             signals={s: v for s, v in frame.signals.items() if s in accepted},
             rejected=rejected,
+            degraded={s: d for s, d in frame.degraded.items() if s in accepted},
         )
 
     def extra_metrics(self) -> dict[str, float]:

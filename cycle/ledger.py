@@ -69,7 +69,36 @@ CREATE TABLE IF NOT EXISTS snapshots (
     run_id TEXT NOT NULL, agent TEXT NOT NULL, cycle INTEGER NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (run_id, agent)
 );
+CREATE TABLE IF NOT EXISTS trainer_observations (
+    run_id TEXT NOT NULL, cycle INTEGER NOT NULL, outcome TEXT NOT NULL,
+    PRIMARY KEY (run_id, cycle)
+);
+CREATE TABLE IF NOT EXISTS trainer_sessions (
+    run_id TEXT NOT NULL, session_id TEXT NOT NULL, seq INTEGER NOT NULL, agent TEXT NOT NULL,
+    mode TEXT NOT NULL, outcome TEXT NOT NULL, cycle INTEGER NOT NULL,
+    score_before REAL, score_after REAL, live_effect REAL, record TEXT NOT NULL,
+    PRIMARY KEY (run_id, session_id)
+);
+CREATE TABLE IF NOT EXISTS trainer_versions (
+    run_id TEXT NOT NULL, agent TEXT NOT NULL, version INTEGER NOT NULL,
+    session_id TEXT, created_at TEXT NOT NULL, params TEXT NOT NULL,
+    applied TEXT NOT NULL DEFAULT 'pending', PRIMARY KEY (run_id, agent, version)
+);
+CREATE TABLE IF NOT EXISTS trainer_active (
+    run_id TEXT NOT NULL, agent TEXT NOT NULL, version INTEGER NOT NULL,
+    history TEXT NOT NULL, PRIMARY KEY (run_id, agent)
+);
+CREATE TABLE IF NOT EXISTS trainer_deployments (
+    run_id TEXT NOT NULL, deployment_id TEXT NOT NULL, agent TEXT NOT NULL,
+    version INTEGER NOT NULL, command TEXT NOT NULL, created_at TEXT NOT NULL,
+    acked_at TEXT, ok INTEGER, error TEXT, PRIMARY KEY (run_id, deployment_id)
+);
+CREATE TABLE IF NOT EXISTS trainer_state (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (run_id, key)
+);
 """
+"""The ``trainer_*`` tables belong to the agent trainer (``actors/trainer/store.py``), the only
+writer of them; they live in the ledger so one file holds everything a run did and learnt."""
 
 
 class LedgerEvent(Frozen):

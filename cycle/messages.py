@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from cycle.config import StrategyConfig
+
 
 class Frozen(BaseModel):
     """Base of every message: immutable, strict about unknown fields."""
@@ -320,6 +322,7 @@ class MarketFrame(Frozen):
     tapes: dict[str, TradeTape] = Field(default_factory=dict)
     signals: dict[str, dict[str, float]] = Field(default_factory=dict)
     missing: dict[str, str] = Field(default_factory=dict)
+    degraded: dict[str, str] = Field(default_factory=dict)
     exhausted: bool = False
 
 
@@ -333,6 +336,7 @@ class ValidatedFrame(Frozen):
     tapes: dict[str, TradeTape] = Field(default_factory=dict)
     signals: dict[str, dict[str, float]] = Field(default_factory=dict)
     rejected: dict[str, str] = Field(default_factory=dict)
+    degraded: dict[str, str] = Field(default_factory=dict)
 
     @property
     def closes(self) -> dict[str, float]:
@@ -356,20 +360,33 @@ class Conditions(Frozen):
 
 
 class Analysis(Frozen):
-    """Indicator values per symbol (NaN while warming up) and intelligence findings."""
+    """Indicator values per symbol (NaN while warming up) and intelligence findings.
+
+    ``correlation`` holds only pairs whose correlation is known; ``forecasts`` the forecaster's
+    probability that the next bar closes up; ``notes`` says why something is absent.
+    """
 
     cycle: int = Field(ge=0)
     indicators: dict[str, dict[str, float]]
     patterns: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    correlation: dict[str, dict[str, float]] = Field(default_factory=dict)
+    forecasts: dict[str, float] = Field(default_factory=dict)
+    notes: dict[str, str] = Field(default_factory=dict)
 
 
 class TargetPosition(Frozen):
-    """A strategy's wish: fraction of the per-symbol allowance to hold, in [-1, 1]."""
+    """A strategy's wish: fraction of the per-symbol allowance to hold, in [-1, 1].
+
+    ``dominant`` names the strategy that contributed most in the target's direction (the order
+    that follows carries it); ``rationale`` says, for a human, why the target is what it is.
+    """
 
     symbol: str
     weight: float = Field(ge=-1.0, le=1.0)
     confidence: float = Field(ge=0.0, le=1.0)
     contributions: dict[str, float] = Field(default_factory=dict)
+    dominant: str = ""
+    rationale: str = ""
 
 
 class StrategyDecision(Frozen):
@@ -405,6 +422,7 @@ class RiskOutcome(Frozen):
     intents: tuple[OrderIntent, ...]
     decisions: tuple[RiskDecision, ...]
     kill_switch: bool
+    portfolio: dict[str, float] = Field(default_factory=dict)
 
 
 class PositionState(Frozen):
@@ -582,3 +600,168 @@ class LearnerOutput(Frozen):
     weights: dict[str, float]
     last_pnl: dict[str, float]
     cumulative_pnl: dict[str, float]
+
+
+# --- the agent trainer (actors/trainer) ------------------------------------------------------
+
+TRAINER_DEPLOY_TOPIC = "trainer.deploy"
+"""COMMAND topic by which a trained (or rolled-back) version reaches the agent that runs it."""
+
+
+class TrainingMode(StrEnum):
+    """How a training session uses history: a short rolling window, or a full re-fit."""
+
+    CONTINUOUS = "continuous"
+    BATCH = "batch"
+
+
+class BrokerCall(Frozen):
+    """One broker outcome of a cycle, at market time: a fill (success) or a rejection."""
+
+    broker: str
+    at: AwareDatetime
+    success: bool
+    latency_ms: NonNegativeFloat | None = None
+    slippage_bps: float | None = None
+    fee: NonNegativeFloat = 0.0
+    error_type: str | None = None
+
+
+class CycleOutcome(Frozen):
+    """What one cycle taught the desk: the learner's per-strategy PnL and the raw material.
+
+    ``strategy_pnl`` is each strategy's own paper PnL for the cycle (signal at t-1 times the log
+    return of bar t), ``weights`` the ensemble weights after step 8, ``ohlcv`` the validated bar
+    of each symbol as ``(open, high, low, close, volume)``.
+    """
+
+    cycle: int = Field(ge=0)
+    market_time: AwareDatetime | None
+    strategy_pnl: dict[str, float]
+    weights: dict[str, float]
+    ohlcv: dict[str, tuple[float, float, float, float, float]] = Field(default_factory=dict)
+    broker_calls: tuple[BrokerCall, ...] = ()
+    equity: float | None = None
+    forecasts: dict[str, float] = Field(default_factory=dict)
+    regimes: dict[str, str] = Field(default_factory=dict)
+
+
+class DeployCommand(Frozen):
+    """A version of an agent's trained parameters, to be applied exactly as given."""
+
+    deployment_id: str
+    agent: str
+    target_role: str
+    version: int = Field(ge=0)
+    kind: Literal["deploy", "rollback"]
+    params: dict[str, Any]
+    replaces: int = Field(ge=0)
+
+
+class DeployAck(Frozen):
+    """Whether the target agent applied a :class:`DeployCommand` (``error`` says why not)."""
+
+    deployment_id: str
+    ok: bool
+    error: str | None = None
+
+
+class TrainerBatch(Frozen):
+    """Outcomes of the cycles since the last batch, and acks of delivered deployments."""
+
+    outcomes: tuple[CycleOutcome, ...] = ()
+    acks: tuple[DeployAck, ...] = ()
+
+
+class TrainerEvent(Frozen):
+    """Something the ledger must record: an alert, or a request to re-evaluate strategies."""
+
+    kind: Literal["performance_alert", "meta_reevaluation_requested"]
+    cycle: int = Field(ge=0)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainerFeedback(Frozen):
+    """The trainer's answer to a batch: deployments to deliver and events to record."""
+
+    deployments: tuple[DeployCommand, ...] = ()
+    events: tuple[TrainerEvent, ...] = ()
+
+
+class PerformanceAlert(Frozen):
+    """A live metric has dropped well below its own recent baseline and is heading lower."""
+
+    agent: str
+    metric: str
+    cycle: int = Field(ge=0)
+    current: float
+    baseline: float
+    z: float
+    forecast: float
+    reason: str
+
+
+class ReevaluationRequest(Frozen):
+    """Asks the meta-agent (tuning) to re-select strategies: live performance has degraded."""
+
+    run_id: str
+    cycle: int = Field(ge=0)
+    alert: PerformanceAlert
+
+
+class TrainingSession(Frozen):
+    """One training session of one agent, as recorded in the ledger (``trainer_sessions``).
+
+    Scores are the mean of per-sample scores on the held-out tail of the window, higher is
+    better; ``diff_se`` is the standard error of the paired per-sample difference.
+    """
+
+    session_id: str
+    run_id: str
+    agent: str
+    mode: TrainingMode
+    trigger: Literal["schedule", "adaptive", "request"]
+    cycle: int = Field(ge=0)
+    window_start: int = Field(ge=0)
+    window_end: int = Field(ge=0)
+    holdout_from: int = Field(ge=0)
+    samples: int = Field(ge=0)
+    learning_rate: PositiveFloat
+    window: int = Field(ge=1)
+    params_before: dict[str, Any]
+    params_after: dict[str, Any] | None = None
+    score_before: float | None = None
+    score_after: float | None = None
+    diff_se: float | None = None
+    version_before: int = Field(ge=0)
+    version_after: int | None = None
+    started_at: AwareDatetime
+    duration_s: NonNegativeFloat
+    outcome: Literal["deployed", "rejected", "skipped", "failed"]
+    reason: str = ""
+    live_effect: float | None = None
+
+
+# --- the meta-agent (tuning/meta_agent.py) ------------------------------------------------------
+
+STRATEGY_SWAP_TOPIC = "strategy.swap"
+"""COMMAND topic by which the meta-agent's chosen strategy reaches the strategy engine."""
+
+
+class StrategySwap(Frozen):
+    """The meta-agent's chosen strategy, to trade from the next cycle on.
+
+    The coordinator holds it until the cycle in flight has finished and hands it to the strategy
+    engine before the next cycle sees a bar; positions stay with the execution agent, so the new
+    strategy's targets simply take over from the old ones. ``config_hash`` keys the candidate's
+    row in the meta-agent's result table; the scores are its walk-forward numbers.
+    """
+
+    run_id: str
+    config_hash: str
+    strategy: StrategyConfig
+    metric: str
+    train_score: float
+    validation_score: float
+    confidence: float = Field(ge=0.0, le=1.0)
+    reason: str = ""

@@ -31,6 +31,7 @@ class CycleReport(Frozen):
     outcome: Outcome
     degraded: dict[str, str] = Field(default_factory=dict)
     rejected_symbols: dict[str, str] = Field(default_factory=dict)
+    degraded_symbols: dict[str, str] = Field(default_factory=dict)
     orders_sent: int = Field(0, ge=0)
     orders_terminal: int = Field(0, ge=0)
     open_orders: int = Field(0, ge=0)
@@ -46,6 +47,7 @@ class CycleReport(Frozen):
     regimes: dict[str, str] = Field(default_factory=dict)
     weights: dict[str, float] = Field(default_factory=dict)
     risk_decisions: dict[str, int] = Field(default_factory=dict)
+    portfolio_risk: dict[str, float] = Field(default_factory=dict)
     round_trips: int = Field(0, ge=0)
     fill_latency_ms: tuple[float, ...] = ()
 

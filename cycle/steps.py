@@ -25,12 +25,18 @@ from loguru import logger
 from cycle.config import ROLES, FluxtradeConfig
 from cycle.ledger import LedgerBatch, LedgerEvent
 from cycle.messages import (
+    STRATEGY_SWAP_TOPIC,
+    TRAINER_DEPLOY_TOPIC,
     AccountState,
     AgentMessage,
     Analysis,
     ApplyInputs,
+    BrokerCall,
     BrokerReport,
     Conditions,
+    CycleOutcome,
+    DeployAck,
+    DeployCommand,
     ExecutionPlan,
     ExecutionState,
     FailureInputs,
@@ -47,6 +53,9 @@ from cycle.messages import (
     StepOutcome,
     StrategyDecision,
     StrategyInputs,
+    StrategySwap,
+    TrainerBatch,
+    TrainerFeedback,
     ValidatedFrame,
     utc_now,
 )
@@ -104,6 +113,12 @@ class CycleState:
     unbooked: list[BrokerReport] = field(default_factory=list)
     last_account: AccountState | None = None
     restarts: dict[str, int] = field(default_factory=dict)
+    trainer_call: Pending | None = None
+    trainer_sent: TrainerBatch | None = None
+    trainer_outbox: list[CycleOutcome] = field(default_factory=list)
+    trainer_acks: list[DeployAck] = field(default_factory=list)
+    reevaluation_requests: list[str] = field(default_factory=list)
+    pending_swap: StrategySwap | None = None
 
 
 @dataclass
@@ -250,6 +265,43 @@ class CycleRunner:
             for report in self.state.unbooked[:]:
                 self.state.unbooked.remove(report)
                 self._book(ctx, report)
+        self._apply_swap(ctx)
+
+    def request_swap(self, swap: StrategySwap) -> None:
+        """Queue the meta-agent's choice; the next cycle applies it before it sees a bar."""
+        self.state.pending_swap = swap
+
+    def _apply_swap(self, ctx: CycleContext) -> None:
+        """Hand a pending strategy swap to the strategy engine, between cycles.
+
+        It runs after the health checks (a restarted engine is restored first, so the restore
+        cannot undo the swap) and before any bar of the cycle. Positions and open orders belong
+        to the execution agent and are not touched: the new strategy's targets take over from
+        this cycle's compose step. The ledger records the swap, or the engine's refusal; an
+        engine that cannot be reached keeps the swap pending for the next cycle.
+        """
+        swap, self.state.pending_swap = self.state.pending_swap, None
+        if swap is None:
+            return
+        message = AgentMessage(
+            kind=MessageKind.COMMAND, topic=STRATEGY_SWAP_TOPIC, sender="coordinator",
+            payload=swap.model_dump(mode="json"),
+        )
+        try:
+            if "strategy" in ctx.unavailable:
+                raise ConnectionError("strategy engine unavailable this cycle")
+            reply = self.gateway.message("strategy", message, self.timeout_s)
+        except Exception as error:  # noqa: BLE001 - an unreachable engine must not stop the cycle
+            self.state.pending_swap = self.state.pending_swap or swap
+            self.log.warning("strategy swap postponed: {}", error)
+            return
+        payload = {**swap.model_dump(mode="json"), **reply.payload}
+        if not reply.ok:
+            payload["error"] = reply.error
+        self.log.info("strategy swap {}: {}", "applied" if reply.ok else "refused", payload)
+        ctx.events.append(LedgerEvent(
+            kind="strategy_swap" if reply.ok else "strategy_swap_refused", payload=payload
+        ))
 
     def _restore(self, ctx: CycleContext, role: str) -> None:
         self.state.restarts[role] = self.state.restarts.get(role, 0) + 1
@@ -366,14 +418,122 @@ class CycleRunner:
             self.state.breaker = failure.breaker
 
     def learn(self, ctx: CycleContext) -> None:
-        """Step 8: strategy weights follow the PnL of each strategy's own signals."""
+        """Step 8: strategy weights follow the PnL of each strategy's own signals.
+
+        With the trainer enabled, the deployments it has queued are delivered first (so this
+        cycle's learner output already carries new weights), then the cycle's outcome goes to
+        the trainer without waiting for it: at most one call is in flight, its answer is read
+        next cycle if it is ready, and outcomes produced meanwhile wait in an outbox.
+        """
         if ctx.frame is None:
             return
+        if self.config.trainer.enabled:
+            self._trainer_feedback(ctx)
         output: LearnerOutput | None = self._one(ctx, Call("learner", "step", LearnerInputs(
             cycle=ctx.cycle, decision=ctx.decision, closes=ctx.frame.closes,
         )))
         if output is not None:
             self.state.weights = output.weights
+        if self.config.trainer.enabled:
+            self._trainer_outcome(ctx, ctx.frame, output)
+
+    def _trainer_feedback(self, ctx: CycleContext) -> None:
+        """Collect the trainer's last answer if it is ready: deliver deployments, keep events."""
+        state = self.state
+        if state.trainer_call is None:
+            return
+        answer = self.gateway.gather(state.trainer_call, 0.0)[0]
+        if not answer.ok and answer.error_type == "TimeoutError":
+            return
+        state.trainer_call = None
+        if not answer.ok:
+            if state.trainer_sent is not None:
+                state.trainer_outbox[:0] = state.trainer_sent.outcomes
+                state.trainer_acks[:0] = state.trainer_sent.acks
+            ctx.degraded["trainer"] = f"observe: {answer.error}"
+            return
+        state.trainer_sent = None
+        feedback: TrainerFeedback = answer.output
+        for command in feedback.deployments:
+            ack = self._deliver(command)
+            if ack is not None:
+                state.trainer_acks.append(ack)
+        ctx.events.extend(
+            LedgerEvent(kind=e.kind, payload={"cycle": e.cycle, **e.payload})
+            for e in feedback.events
+        )
+        state.reevaluation_requests.extend(
+            e.payload["alert"]["reason"]
+            for e in feedback.events if e.kind == "meta_reevaluation_requested"
+        )
+
+    def _deliver(self, command: DeployCommand) -> DeployAck | None:
+        """A deployment to its agent as a COMMAND; None when the agent could not be reached
+        (the trainer offers it again next cycle), an ack with the error when it refused."""
+        message = AgentMessage(
+            kind=MessageKind.COMMAND, topic=TRAINER_DEPLOY_TOPIC, sender="trainer",
+            payload=command.model_dump(mode="json"),
+        )
+        try:
+            reply = self.gateway.message(command.target_role, message, self.timeout_s)
+        except Exception as error:  # noqa: BLE001 - an unreachable agent must not stop the cycle
+            self.log.warning("deployment to {} not delivered: {}", command.target_role, error)
+            return None
+        return DeployAck(deployment_id=command.deployment_id, ok=reply.ok, error=reply.error)
+
+    def _trainer_outcome(
+        self, ctx: CycleContext, frame: ValidatedFrame, output: LearnerOutput | None
+    ) -> None:
+        """The cycle's outcome into the outbox; sent at once unless a call is still in flight."""
+        state = self.state
+        stamp = frame.timestamp
+        calls = [] if stamp is None else [
+            BrokerCall(broker=f.broker, at=stamp, success=True, latency_ms=f.latency_ms,
+                       slippage_bps=f.slippage_bps, fee=f.fee)
+            for r in ctx.reports for f in r.fills
+        ] + [
+            BrokerCall(broker=o.broker, at=stamp, success=False, error_type="rejected")
+            for r in ctx.reports for o in r.orders
+            if o.status.value == "rejected" and o.broker
+        ]
+        state.trainer_outbox.append(CycleOutcome(
+            cycle=ctx.cycle, market_time=stamp,
+            strategy_pnl=dict(output.last_pnl) if output else {},
+            weights=dict(state.weights or {}),
+            ohlcv={s: (b.open, b.high, b.low, b.close, b.volume) for s, b in frame.bars.items()},
+            broker_calls=tuple(calls),
+            equity=ctx.execution.account.equity if ctx.execution else None,
+            forecasts=dict(ctx.analysis.forecasts) if ctx.analysis else {},
+            regimes=(
+                {s: c.regime for s, c in ctx.conditions.by_symbol.items()}
+                if ctx.conditions else {}
+            ),
+        ))
+        del state.trainer_outbox[:-self.config.trainer.outbox_limit]
+        if state.trainer_call is not None:
+            return
+        batch = TrainerBatch(outcomes=tuple(state.trainer_outbox), acks=tuple(state.trainer_acks))
+        state.trainer_outbox.clear()
+        state.trainer_acks.clear()
+        state.trainer_sent = batch
+        state.trainer_call = self.gateway.submit(
+            [Call("trainer", "observe", batch)], state.market_flux
+        )
+
+    def flush_trainer(self) -> None:
+        """At the end of a run: wait for the call in flight, then hand over the outbox."""
+        state = self.state
+        if state.trainer_call is not None:
+            self.gateway.gather(state.trainer_call, self.timeout_s)
+            state.trainer_call = None
+        if state.trainer_outbox or state.trainer_acks:
+            batch = TrainerBatch(
+                outcomes=tuple(state.trainer_outbox), acks=tuple(state.trainer_acks)
+            )
+            state.trainer_outbox.clear()
+            state.trainer_acks.clear()
+            pending = self.gateway.submit([Call("trainer", "observe", batch)], state.market_flux)
+            self.gateway.gather(pending, self.timeout_s)
 
     def report(self, ctx: CycleContext) -> CycleReport:
         """Step 9: close the account, snapshot every agent, write the ledger, report the cycle.
@@ -430,6 +590,7 @@ class CycleRunner:
             outcome=outcome,
             degraded=ctx.degraded,
             rejected_symbols=ctx.frame.rejected if ctx.frame else {},
+            degraded_symbols=ctx.frame.degraded if ctx.frame else {},
             orders_sent=len(ctx.plan.new_orders) if ctx.plan else 0,
             orders_terminal=ctx.orders_terminal,
             open_orders=len(ctx.execution.open_orders) if ctx.execution else 0,
@@ -445,6 +606,7 @@ class CycleRunner:
             regimes={s: c.regime for s, c in ctx.conditions.by_symbol.items()} if ctx.conditions else {},
             weights=self.state.weights or {},
             risk_decisions=decisions,
+            portfolio_risk=ctx.risk.portfolio if ctx.risk else {},
             round_trips=ctx.round_trips,
             fill_latency_ms=tuple(f.latency_ms for f in fills),
         )

@@ -8,8 +8,39 @@ the desk look the order up by it, which is what makes "retry without doubling" p
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from cycle.messages import Bar, BrokerReport, Order, OrderRequest
+
+if TYPE_CHECKING:
+    from actors.adapters.learning.api_monitor import ShapeDiff
+
+_LATENCIES: ContextVar[list[float] | None] = ContextVar("broker_latencies", default=None)
+
+
+def report_latency(latency_ms: float) -> None:
+    """Tell the caller how long the venue took, when that is not the wall time of the call.
+
+    A simulated venue that does not really wait reports its simulated latency here, so routing,
+    health and the logs see the venue it simulates rather than a venue that answers in 0 ms.
+    """
+    latencies = _LATENCIES.get()
+    if latencies is not None:
+        latencies.append(latency_ms)
+
+
+@contextmanager
+def latency_probe() -> Iterator[list[float]]:
+    """Collect the latencies reported by broker calls awaited inside the block (this task only)."""
+    latencies: list[float] = []
+    token = _LATENCIES.set(latencies)
+    try:
+        yield latencies
+    finally:
+        _LATENCIES.reset(token)
 
 
 class Broker(ABC):
@@ -52,5 +83,18 @@ class Broker(ABC):
     async def ping(self) -> float:
         """Round-trip latency of a cheap call, in milliseconds; raises when the venue is down."""
 
+    def track(self, order: Order) -> None:
+        """Follow an order the desk knows but this connection did not send (a replaced member).
+
+        The default follows nothing: a venue that forgets orders with its connection cannot be
+        asked about them again, and the desk ends them terminal instead.
+        """
+        return None
+
+    def api_changes(self) -> list[ShapeDiff]:
+        """Every change of response shape this broker has seen, oldest first."""
+        return []
+
     async def close(self) -> None:
         """Release connections; the default holds none."""
+        return None

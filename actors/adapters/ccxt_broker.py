@@ -29,7 +29,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import ccxt
@@ -39,19 +38,17 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     SecretStr,
     ValidationError,
-    field_validator,
 )
 
 from actors.adapters.broker import Broker
-from actors.adapters.learning.api_monitor import APIMonitor, ResponseShape
+from actors.adapters.learning.api_monitor import APIMonitor, ResponseShape, ShapeDiff
 from actors.adapters.learning.logs import BrokerLogger
+from actors.adapters.limiter import Limiter
+from cycle.config import CcxtBrokerConfig
 from cycle.errors import (
     APIChangedError,
     AuthenticationError,
@@ -83,9 +80,7 @@ from cycle.messages import (
 R = TypeVar("R")
 P = TypeVar("P")
 
-PINNED_CCXT_VERSION = "4.5.90"
 MAX_ERROR_TEXT = 400
-ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 
 # ---------------------------------------------------------------- error translation
 
@@ -276,55 +271,6 @@ UNIFIED_STATUSES = frozenset({"open", "closed", "canceled", "canceling", "expire
 # ---------------------------------------------------------------- configuration
 
 
-class CcxtBrokerConfig(BaseModel):
-    """How to reach one venue through ccxt. Holds the *names* of credentials, never their values.
-
-    Attributes:
-        name: Broker name in fluxtrade (logs, routing, fill ids).
-        exchange_id: ccxt exchange class (``binance``...).
-        sandbox: Use the venue's testnet (ccxt ``set_sandbox_mode``).
-        base_url: Replace the venue's host in every API URL (the mock exchange in tests).
-        api_key_env: Environment variable holding the API key.
-        api_secret_env: Environment variable holding the API secret.
-        secrets_file: JSON file mapping those variable names to values, outside ``configs/``;
-            environment variables win over it.
-        timeout_ms: ccxt request timeout; past it a call raises BrokerTimeoutError.
-        read_retries: ccxt's own retries for reads; placement always uses 0.
-        enable_rate_limit: ccxt's client-side throttle (keep on against real venues).
-        adjust_for_time_difference: Sync with the venue's clock when markets load.
-        recv_window_ms: How stale a signed request may arrive (Binance ``recvWindow``).
-        maker_fee: Fee rate used when a response carries no fee.
-        taker_fee: Same, for taker fills.
-        expected_ccxt_version: ccxt version the shapes and the error table were checked against;
-            another version raises APIChangedError at construction (``None`` accepts any).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(default="binance", pattern=r"^[A-Za-z0-9_.:-]+$")
-    exchange_id: str = "binance"
-    sandbox: bool = False
-    base_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
-    api_key_env: str = Field(default="FLUXTRADE_BINANCE_API_KEY", pattern=ENV_NAME)
-    api_secret_env: str = Field(default="FLUXTRADE_BINANCE_API_SECRET", pattern=ENV_NAME)
-    secrets_file: Path | None = None
-    timeout_ms: PositiveInt = 10_000
-    read_retries: NonNegativeInt = 0
-    enable_rate_limit: bool = True
-    adjust_for_time_difference: bool = True
-    recv_window_ms: PositiveInt = 5_000
-    maker_fee: float = Field(default=0.001, ge=0.0, lt=1.0)
-    taker_fee: float = Field(default=0.001, ge=0.0, lt=1.0)
-    expected_ccxt_version: str | None = PINNED_CCXT_VERSION
-
-    @field_validator("secrets_file")
-    @classmethod
-    def _outside_configs(cls, path: Path | None) -> Path | None:
-        if path is not None and "configs" in path.resolve().parts:
-            raise ValueError("secrets_file: secrets must live outside configs/")
-        return path
-
-
 def load_credentials(
     config: CcxtBrokerConfig, environ: Mapping[str, str]
 ) -> tuple[SecretStr | None, SecretStr | None]:
@@ -389,6 +335,8 @@ class CcxtBroker(Broker):
         journal: JSON-lines log of orders, fills, responses and errors, if wanted.
         monitor: Shape checker; by default one with the shapes known for ``exchange_id``.
         clock: Timestamps of orders and fills.
+        limiter: The pool's shared rate limiter; when given it replaces ccxt's per-instance
+            throttle, so N members of one pool stay under the venue's rate together.
     """
 
     def __init__(
@@ -399,8 +347,10 @@ class CcxtBroker(Broker):
         journal: BrokerLogger | None = None,
         monitor: APIMonitor | None = None,
         clock: Callable[[], datetime] = utc_now,
+        limiter: Limiter | None = None,
     ) -> None:
         self.name = config.name
+        self._limiter = limiter
         self.config = config
         self._log = logger.bind(broker=config.name)
         if (
@@ -466,6 +416,14 @@ class CcxtBroker(Broker):
                 # each session (25 ms) and ccxt's 250 ms wait on close for TLS connections to drain.
                 exchange.ssl_context = False
                 exchange.timeout_on_exit = 0
+        if self._limiter is not None:
+            limiter = self._limiter
+
+            async def throttle(cost: float | None = None) -> None:
+                await limiter.acquire()
+
+            exchange.throttle = throttle
+            exchange.enableRateLimit = True
         return exchange
 
     # ------------------------------------------------------------ Broker contract
@@ -632,6 +590,9 @@ class CcxtBroker(Broker):
     async def close(self) -> None:
         """Close ccxt's HTTP session (an unclosed one leaks sockets and warns)."""
         await self._exchange.close()
+
+    def api_changes(self) -> list[ShapeDiff]:
+        return self._monitor.changes(self.name)
 
     def track(self, order: Order) -> None:
         """Follow an order the desk already knows (after a restart), from what it knows.

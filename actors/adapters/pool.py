@@ -1,168 +1,268 @@
 """Broker pools: every configured broker runs as ``pool_size`` members called in parallel.
 
-:class:`BrokerPool` is what the adapters agent talks to: a batch of calls goes out at once and is
-gathered once, each answer either a value or a :class:`cycle.errors.FluxtradeError`. The Ray pool's
-members are async actors (broker I/O is I/O bound) named ``broker:<name>:<i>``, so a restarted
-adapters agent finds them again; a lost member raises ``BrokerUnavailableError`` and an answer that
-does not come in time ``BrokerTimeoutError``, never a Ray exception.
+:class:`BrokerPool` is what the adapters agent talks to, from its own event loop: ``call`` sends one
+broker call to one member and waits at most ``timeout_s`` for the :class:`MemberAnswer`. Calls to
+a member beyond its ``max_in_flight`` wait for a free slot (on Ray, one more may wait in the
+member's own queue, where the actor's ``max_concurrency`` holds the cap); a slot stays taken until
+the member really finishes, even when the caller stopped waiting, so the cap holds.
+:meth:`BrokerPool.choose` picks the member with the most room.
+
+The Ray pool's members are async actors named ``broker:<name>:<i>`` in the run's namespace, so a
+restarted adapters agent finds them again. Ray's exceptions stop here: a member that died is
+re-created under the same name through ``actors/factory.py`` (the pool returns to its size) and the
+call answers ``BrokerTimeoutError`` for a write (the member may have sent it before dying: look it
+up) or ``BrokerUnavailableError`` for a read. A member that comes back with a new incarnation
+(re-created, or restarted by Ray) is reported by :meth:`BrokerPool.drain_replaced`, so the agent
+can look up the orders the old one held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections import Counter
 from typing import Any
 
-import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from loguru import logger
 
-from actors.adapters.broker import Broker
-from actors.adapters.paper import PaperBroker
+from actors.adapters.limiter import SlidingWindowLimiter
+from actors.adapters.member import (
+    MemberAnswer,
+    MemberCore,
+    broker_of,
+    index_of,
+    make_broker,
+    member_id,
+)
+from actors.adapters.paper import PaperVenueState
 from cycle.config import BrokerConfig, FluxtradeConfig
-from cycle.errors import BrokerTimeoutError, BrokerUnavailableError, FluxtradeError
+from cycle.errors import (
+    BrokerTimeoutError,
+    BrokerUnavailableError,
+    FluxtradeError,
+    OperationalError,
+)
 
-
-def member_id(broker: str, index: int) -> str:
-    return f"broker:{broker}:{index}"
-
-
-def make_broker(config: FluxtradeConfig, broker: BrokerConfig, index: int) -> Broker:
-    """The Broker implementation for a config entry."""
-    return PaperBroker(broker, member=index, seed=config.run.seed)
-
-
-@dataclass(frozen=True)
-class PoolCall:
-    member: str
-    method: str
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class PoolResult:
-    call: PoolCall
-    value: Any = None
-    error: FluxtradeError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-async def _guarded(broker: Broker, method: str, args: tuple[Any, ...]) -> tuple[Any, FluxtradeError | None]:
-    """Run one broker call; fluxtrade errors come back as values so one failure spoils nothing."""
-    try:
-        return await getattr(broker, method)(*args), None
-    except FluxtradeError as error:
-        return None, error
+WRITES = frozenset({"submit", "cancel"})
+RECREATE_ATTEMPTS = 40
+RECREATE_PAUSE_S = 0.05
 
 
 class BrokerPool(ABC):
+    """Members of every configured broker, called from one event loop.
+
+    ``queued_ahead`` calls beyond a member's cap may wait *at the member* (where the cap is
+    enforced too), so it starts the next one as soon as one ends instead of idling for a round trip.
+    """
+
+    queued_ahead = 0
+
     def __init__(self, config: FluxtradeConfig) -> None:
-        self.members = {
+        self.config = config
+        self.specs: dict[str, BrokerConfig] = {b.name: b for b in config.brokers}
+        self.members: dict[str, list[str]] = {
             b.name: [member_id(b.name, i) for i in range(b.pool_size)] for b in config.brokers
         }
+        self.incarnations: dict[str, str] = {}
+        self._replaced: set[str] = set()
+        self._busy: Counter[str] = Counter()
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self.log = logger.bind(agent_id="adapters")
+
+    def choose(self, broker: str) -> str:
+        """The member of ``broker`` with the fewest calls in flight or waiting."""
+        return min(self.members[broker], key=lambda m: self._busy[m])
+
+    def in_flight(self, member: str) -> int:
+        return self._busy[member]
+
+    async def call(
+        self,
+        member: str,
+        method: str,
+        args: tuple[Any, ...],
+        *,
+        timeout_s: float,
+        acks: tuple[int, ...] = (),
+    ) -> MemberAnswer:
+        """One call to one member, within the member's in-flight cap; never raises."""
+        slot = self._slots.setdefault(
+            member,
+            asyncio.Semaphore(self.specs[broker_of(member)].max_in_flight + self.queued_ahead),
+        )
+        self._busy[member] += 1
+        try:
+            await slot.acquire()
+        except BaseException:
+            self._busy[member] -= 1
+            raise
+        try:
+            pending = await self._start(member, method, args, acks)
+        except FluxtradeError as error:
+            self._release(member, slot)
+            return MemberAnswer(error=error)
+        except BaseException:
+            self._release(member, slot)
+            raise
+        pending.add_done_callback(lambda _: self._release(member, slot))
+        done, _ = await asyncio.wait({pending}, timeout=timeout_s)
+        if not done:
+            return MemberAnswer(
+                error=BrokerTimeoutError(f"{member} {method}: no answer within {timeout_s:g}s"),
+                latency_ms=timeout_s * 1000,
+            )
+        answer = await self._finish(member, method, pending)
+        self._note_incarnation(member, answer)
+        return answer
+
+    def _release(self, member: str, slot: asyncio.Semaphore) -> None:
+        self._busy[member] -= 1
+        slot.release()
+
+    def _note_incarnation(self, member: str, answer: MemberAnswer) -> None:
+        if not answer.incarnation:
+            return
+        known = self.incarnations.get(member)
+        if known is not None and known != answer.incarnation:
+            self.log.warning("{} came back as a new incarnation; its orders are looked up", member)
+            self._replaced.add(member)
+        self.incarnations[member] = answer.incarnation
+
+    def drain_replaced(self) -> list[str]:
+        """Members replaced since the last call: the orders they held must be looked up."""
+        replaced, self._replaced = sorted(self._replaced), set()
+        return replaced
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self.incarnations)
+
+    def restore(self, incarnations: dict[str, str]) -> None:
+        self.incarnations = dict(incarnations)
 
     @abstractmethod
-    def call_many(self, calls: list[PoolCall], timeout_s: float) -> list[PoolResult]:
-        """Send every call at once, gather once; results in the order of ``calls``."""
+    async def _start(
+        self, member: str, method: str, args: tuple[Any, ...], acks: tuple[int, ...]
+    ) -> asyncio.Future[Any]:
+        """Send the call; the future resolves to the member's answer."""
+
+    @abstractmethod
+    async def _finish(self, member: str, method: str, done: asyncio.Future[Any]) -> MemberAnswer:
+        """The answer of a finished call, with transport failures translated."""
+
+    @abstractmethod
+    async def venue_state(self, member: str) -> PaperVenueState | None:
+        """A simulated member's venue (tests, training reports)."""
+
+    async def close(self) -> None:
+        """Release what the pool holds in this process."""
+        return None
 
 
 class LocalPool(BrokerPool):
-    """Members as plain objects in this process, driven by one event loop (tests, no Ray)."""
+    """Members as plain objects in this process, on the caller's event loop (tests, training).
+
+    The members of one broker share one rate limiter, as on Ray.
+    """
 
     def __init__(self, config: FluxtradeConfig) -> None:
         super().__init__(config)
-        self.brokers = {
-            member_id(b.name, i): make_broker(config, b, i)
-            for b in config.brokers
-            for i in range(b.pool_size)
-        }
-        self.loop = asyncio.new_event_loop()
-
-    def call_many(self, calls: list[PoolCall], timeout_s: float) -> list[PoolResult]:
-        async def gather() -> list[tuple[Any, FluxtradeError | None]]:
-            return await asyncio.gather(
-                *(_guarded(self.brokers[c.member], c.method, c.args) for c in calls)
+        self.cores: dict[str, MemberCore] = {}
+        for spec in config.brokers:
+            limiter = (
+                SlidingWindowLimiter(spec.rate_limit.requests, spec.rate_limit.window_s)
+                if spec.rate_limit is not None
+                else None
             )
+            for index in range(spec.pool_size):
+                member = member_id(spec.name, index)
+                self.cores[member] = MemberCore(make_broker(config, spec, index, limiter), member)
 
-        answers = self.loop.run_until_complete(gather())
-        return [PoolResult(call, value, error) for call, (value, error) in zip(calls, answers, strict=True)]
+    async def _start(
+        self, member: str, method: str, args: tuple[Any, ...], acks: tuple[int, ...]
+    ) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(self.cores[member].call(method, args, acks))
 
+    async def _finish(self, member: str, method: str, done: asyncio.Future[Any]) -> MemberAnswer:
+        return done.result()
 
-class BrokerMember:
-    """Ray shell of one pool member: an async actor keeping up to ``max_in_flight`` calls open."""
+    async def venue_state(self, member: str) -> PaperVenueState | None:
+        return self.cores[member].venue_state()
 
-    def __init__(self, config: FluxtradeConfig, broker: str, index: int) -> None:
-        spec = next(b for b in config.brokers if b.name == broker)
-        self.broker = make_broker(config, spec, index)
-
-    async def call(self, method: str, *args: Any) -> tuple[Any, FluxtradeError | None]:
-        return await _guarded(self.broker, method, args)
-
-    async def ping(self) -> float:
-        return await self.broker.ping()
+    async def close(self) -> None:
+        await asyncio.gather(*(core.close() for core in self.cores.values()))
 
 
 class RayPool(BrokerPool):
-    """Members as named async actors, looked up in the run's namespace."""
+    """Members as named async actors, looked up in the run's namespace and re-created if lost.
+
+    Each actor runs at most ``max_in_flight`` calls at once (its ``max_concurrency``); one more
+    call waits in its queue, ready to start the moment a running one ends.
+    """
+
+    queued_ahead = 1
 
     def __init__(self, config: FluxtradeConfig) -> None:
         super().__init__(config)
         self.namespace = config.ray.namespace
         self.handles: dict[str, Any] = {}
 
-    def _handle(self, member: str) -> Any:
+    async def _handle(self, member: str) -> Any:
         if member not in self.handles:
-            self.handles[member] = ray.get_actor(member, namespace=self.namespace)
+            import ray
+
+            try:
+                self.handles[member] = ray.get_actor(member, namespace=self.namespace)
+            except ValueError:
+                await self._recreate(member, "not running")
         return self.handles[member]
 
-    def call_many(self, calls: list[PoolCall], timeout_s: float) -> list[PoolResult]:
-        refs: list[Any] = []
-        early: dict[int, FluxtradeError] = {}
-        for i, call in enumerate(calls):
-            try:
-                refs.append(self._handle(call.member).call.remote(call.method, *call.args))
-            except ValueError as error:
-                early[i] = BrokerUnavailableError(f"{call.member} is not running: {error}")
-                refs.append(None)
-        pending = [r for r in refs if r is not None]
-        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout_s) if pending else ([], [])
-        ready_set = set(ready)
-        results = []
-        for i, (call, ref) in enumerate(zip(calls, refs, strict=True)):
-            if i in early:
-                results.append(PoolResult(call, error=early[i]))
-            elif ref not in ready_set:
-                ray.cancel(ref)
-                results.append(
-                    PoolResult(call, error=BrokerTimeoutError(f"{call.member}.{call.method}: no answer in {timeout_s}s"))
-                )
-            else:
-                results.append(self._collect(call, ref))
-        return results
+    async def _start(
+        self, member: str, method: str, args: tuple[Any, ...], acks: tuple[int, ...]
+    ) -> asyncio.Future[Any]:
+        handle = await self._handle(member)
+        ref = handle.call.remote(method, args, acks)
+        return asyncio.wrap_future(ref.future())
 
-    def _collect(self, call: PoolCall, ref: Any) -> PoolResult:
+    async def _finish(self, member: str, method: str, done: asyncio.Future[Any]) -> MemberAnswer:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayError
+
         try:
-            value, error = ray.get(ref)
-        except RayActorError as error:
-            self.handles.pop(call.member, None)
-            return PoolResult(call, error=_lost(call, error))
-        except GetTimeoutError as error:
-            return PoolResult(call, error=_timeout(call, error))
-        return PoolResult(call, value, error)
+            return done.result()
+        except ActorUnavailableError as error:
+            failure = "is restarting"
+            cause: RayError = error
+        except (ActorDiedError, RayActorError) as error:
+            failure, cause = "died", error
+            with contextlib.suppress(BrokerUnavailableError):
+                await self._recreate(member, "died")
+        except RayError as error:
+            translated = OperationalError(f"{member} {method}: {type(error).__name__}")
+            translated.__cause__ = error
+            return MemberAnswer(error=translated)
+        kind = BrokerTimeoutError if method in WRITES else BrokerUnavailableError
+        translated = kind(f"{member} {failure} during {method}; outcome unknown")
+        translated.__cause__ = cause
+        return MemberAnswer(error=translated)
 
+    async def _recreate(self, member: str, why: str) -> None:
+        """Start a member again under its name via the factory, so the pool keeps its size."""
+        from actors.factory import create_broker_member
 
-def _lost(call: PoolCall, error: Exception) -> BrokerUnavailableError:
-    try:
-        raise BrokerUnavailableError(f"{call.member} died during {call.method}") from error
-    except BrokerUnavailableError as translated:
-        return translated
+        self.handles.pop(member, None)
+        spec = self.specs[broker_of(member)]
+        for _ in range(RECREATE_ATTEMPTS):
+            try:
+                self.handles[member] = create_broker_member(self.config, spec, index_of(member))
+                break
+            except ValueError:
+                # The dead actor still holds the name for a moment.
+                await asyncio.sleep(RECREATE_PAUSE_S)
+        else:
+            raise BrokerUnavailableError(f"{member} {why} and could not be started again")
+        self._replaced.add(member)
+        self.log.warning("{} {}; started again under the same name", member, why)
 
-
-def _timeout(call: PoolCall, error: Exception) -> BrokerTimeoutError:
-    try:
-        raise BrokerTimeoutError(f"{call.member}.{call.method} timed out") from error
-    except BrokerTimeoutError as translated:
-        return translated
+    async def venue_state(self, member: str) -> PaperVenueState | None:
+        handle = await self._handle(member)
+        return await asyncio.wrap_future(handle.venue_state.remote().future())

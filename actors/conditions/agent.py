@@ -1,8 +1,13 @@
 """Market-conditions agent: regime, anomalies and supply/demand per symbol, and the market flux.
 
-The logic lives in :mod:`actors.conditions.regime` and :mod:`actors.intelligence.anomaly`; this agent
-keeps one incremental :class:`RegimeState` and anomaly detector per symbol (O(window) per bar) and
-publishes one smoothed flux level for the whole market, which every agent blends into its own.
+The logic lives in :mod:`actors.conditions.regime` and :mod:`actors.intelligence.anomaly`; this
+agent keeps one incremental :class:`RegimeState` and anomaly detector per symbol (O(window) per
+bar) and publishes one smoothed flux level for the whole market, which every agent blends into its
+own.
+
+Anomalies are robust z-scores of the log return, the volume and the spread. The spread is the
+quoted one when the book is observed (a live feed) and the bar's relative range otherwise: a
+synthetic book is built from that range, so its spread would add nothing but a scale factor.
 """
 
 from __future__ import annotations
@@ -48,18 +53,23 @@ class ConditionsAgent(Agent):
                 percentiles.append(reading.vol_percentile)
             volumes = self.volumes[symbol]
             volumes.append(bar.volume)
-            if len(volumes) > self.thresholds.volume_lookback and sorted(volumes)[len(volumes) // 2] > 0:
-                ratios.append(volume_ratio(np.fromiter(volumes, float), lookback=self.thresholds.volume_lookback))
+            lookback = self.thresholds.volume_lookback
+            if len(volumes) > lookback and sorted(volumes)[len(volumes) // 2] > 0:
+                ratios.append(volume_ratio(np.fromiter(volumes, float), lookback=lookback))
             previous = self.last_close.get(symbol)
             self.last_close[symbol] = bar.close
+            book, tape = frame.books.get(symbol), frame.tapes.get(symbol)
+            spread = (bar.high - bar.low) / bar.close
+            quoted = frame.signals.get(symbol, {}).get("spread_bps")
+            if book is not None and not book.synthetic and quoted is not None:
+                spread = quoted / 1e4
             anomalies = self.detectors[symbol].update(
                 {
                     "returns": math.log(bar.close / previous) if previous else math.nan,
                     "volume": bar.volume,
-                    "spread": (bar.high - bar.low) / bar.close,
+                    "spread": spread,
                 }
             )
-            book, tape = frame.books.get(symbol), frame.tapes.get(symbol)
             pressure = 0.0
             if book is not None and tape is not None:
                 pressure = supply_demand(
@@ -75,7 +85,9 @@ class ConditionsAgent(Agent):
             )
         if percentiles and ratios:
             self.flux_tracker.update(float(np.mean(percentiles)), float(np.mean(ratios)))
-        return Conditions(cycle=frame.cycle, by_symbol=by_symbol, market_flux=self.flux_tracker.level)
+        return Conditions(
+            cycle=frame.cycle, by_symbol=by_symbol, market_flux=self.flux_tracker.level
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from cycle.config import PROJECT_ROOT
 from cycle.errors import ConfigError, DataValidationError
 
 __all__ = [
@@ -49,7 +51,11 @@ __all__ = [
     "build_labels",
     "chronological_splits",
     "feature_lookback",
+    "load_forecaster",
 ]
+
+DEFAULT_MODEL_PATH = "data/models/forecaster.pt"
+"""The shipped weights, produced by ``python -m actors.intelligence.train_forecaster``."""
 
 AGENT_ID = "intelligence"
 _log = logger.bind(agent_id=AGENT_ID)
@@ -885,6 +891,35 @@ class Forecaster:
             proba = torch.sigmoid(self._net(x)).tolist()
         return dict(zip(windows, (float(p) for p in proba), strict=True))
 
+    def predict_series(self, bars: BarsLike, *, symbol: str = "?") -> np.ndarray:
+        """:meth:`predict_proba` at every bar of one symbol's history, in one batched pass.
+
+        Element ``t`` is the probability that bar ``t + 1`` closes above bar ``t``, computed from
+        bars ``<= t`` only (features are causal and each window ends at ``t``), so a backtest
+        can use the whole series while the live engine asks :meth:`predict_proba` for the last
+        bar alone; the two agree to float32 rounding.
+
+        Returns:
+            float64 array of ``len(bars)`` probabilities, NaN before ``required_bars - 1``.
+        """
+        self._require_fitted()
+        assert self._net is not None
+        o, h, lo, c, v = _ohlcv_arrays(bars, symbol)
+        out = np.full(len(c), np.nan)
+        first = self.required_bars - 1
+        if len(c) <= first:
+            return out
+        feats = build_features(
+            o, h, lo, c, v, features=self.config.features,
+            stats_window=self.config.stats_window, symbol=symbol,
+        )
+        norm = self._normalise(feats)
+        ends = np.arange(first, len(c))
+        windows = norm[ends[:, None] + np.arange(-self.config.window + 1, 1)[None, :]]
+        with _torch_threads(self.config.inference_threads):
+            out[first:] = self._proba_array(self._net, np.ascontiguousarray(windows))
+        return out
+
     # ---------------------------------------------------------------- persistence
 
     def save(self, path: str | Path) -> Path:
@@ -927,3 +962,30 @@ class Forecaster:
         if payload.get("report") is not None:
             model.report = TrainReport.model_validate(payload["report"])
         return model
+
+
+_MODELS: dict[Path, Forecaster | str] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_forecaster(model_path: str) -> Forecaster | str:
+    """The forecaster saved at ``model_path`` (relative to the project), or why there is none.
+
+    Loaded once per process and shared: the forecaster strategy and the ensemble use the same
+    weights, and the file is read-only while the desk runs.
+    """
+    path = Path(model_path)
+    path = path if path.is_absolute() else PROJECT_ROOT / path
+    with _MODELS_LOCK:
+        if path not in _MODELS:
+            if not path.is_file():
+                _MODELS[path] = (
+                    f"forecaster weights not found at {path}; train them with "
+                    "`python -m actors.intelligence.train_forecaster`"
+                )
+            else:
+                try:
+                    _MODELS[path] = Forecaster.load(path)
+                except Exception as error:  # noqa: BLE001 - a bad file makes the strategy flat
+                    _MODELS[path] = f"forecaster weights at {path} unreadable: {error}"
+        return _MODELS[path]

@@ -1,9 +1,11 @@
-"""Strategy engine: runs every configured strategy on each symbol's window and blends them.
+"""Strategy engine: runs every configured strategy on each symbol's window and composes them.
 
 Strategies are user code loaded by ``"module:Class"``; each call runs behind a guard that turns an
 exception into a :class:`cycle.errors.StrategyError`, logs it and uses the safe default (flat), so a
-buggy strategy never kills the engine. The blend is regime-aware: a strategy whose declared regimes
-do not include the symbol's current regime counts at half weight.
+buggy strategy never kills the engine. Each strategy votes a weight and a confidence through its
+``latest`` (the last bar of the same vectorised code a backtest runs), and the
+:class:`~actors.strategy.composer.Composer` turns the votes into targets by regime, account state
+and risk limits; each target names its dominant strategy, which the resulting order carries.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from actors.base import Agent
+from actors.strategy.composer import Composer, Vote, blend, target_position
 from actors.strategy.library import OHLCV, Strategy
 from cycle.config import StrategyConfig, describe_validation_error
 from cycle.errors import ConfigError, StrategyError
-from cycle.messages import StrategyDecision, StrategyInputs, TargetPosition
+from cycle.messages import (
+    STRATEGY_SWAP_TOPIC,
+    AgentMessage,
+    StrategyDecision,
+    StrategyInputs,
+    StrategySwap,
+    TargetPosition,
+)
 
-OFF_REGIME_FACTOR = 0.5
+__all__ = ["StrategyAgent", "blend", "load_strategy"]
 
 
 def load_strategy(spec: StrategyConfig) -> Strategy:
@@ -37,19 +47,6 @@ def load_strategy(spec: StrategyConfig) -> Strategy:
     except ValidationError as error:
         problem = describe_validation_error(error)
         raise ConfigError(f"strategies.{spec.name}.params: {problem}") from error
-
-
-def blend(
-    signals: dict[str, float], weights: dict[str, float], factors: dict[str, float]
-) -> tuple[float, float]:
-    """Weighted mean of strategy signals and an agreement-based confidence in [0, 1]."""
-    total = sum(weights[n] * factors[n] for n in signals)
-    if total <= 0:
-        return 0.0, 0.0
-    target = sum(weights[n] * factors[n] * s for n, s in signals.items()) / total
-    magnitude = sum(weights[n] * abs(s) for n, s in signals.items())
-    confidence = abs(sum(weights[n] * s for n, s in signals.items())) / magnitude if magnitude else 0.0
-    return max(-1.0, min(1.0, target)), min(1.0, confidence)
 
 
 class StrategyAgent(Agent):
@@ -69,12 +66,22 @@ class StrategyAgent(Agent):
             symbol: deque(maxlen=history) for symbol in self.config.symbols
         }
         self.failures: Counter[str] = Counter()
+        composer = self.config.composer
+        self.composer = Composer(
+            self.strategies, self.config.risk,
+            off_regime_factor=composer.off_regime_factor, drawdown_floor=composer.drawdown_floor,
+        )
+        self.owners: dict[str, str] = {}
+        self.swapped: StrategySwap | None = None
+        for name, strategy in self.strategies.items():
+            if strategy.unavailable:
+                self.log.warning("strategy {} is flat: {}", name, strategy.unavailable)
 
     def step(self, inputs: StrategyInputs) -> StrategyDecision:
         if inputs.weights:
             self.weights = {n: inputs.weights.get(n, w) for n, w in self.weights.items()}
         flux = self.flux
-        targets: dict[str, TargetPosition] = {}
+        composed, regimes = {}, {}
         signals: dict[str, dict[str, float]] = {name: {} for name in self.strategies}
         for symbol, bar in inputs.frame.bars.items():
             window = self.windows[symbol]
@@ -86,38 +93,60 @@ class StrategyAgent(Agent):
                 if condition.anomaly:
                     continue
                 regime = condition.regime
-            per_symbol = {n: self._guarded(s, bars, flux) for n, s in self.strategies.items()}
-            for name, value in per_symbol.items():
-                signals[name][symbol] = value
-            factors = {
-                n: 1.0 if regime is None or regime in s.regimes else OFF_REGIME_FACTOR
-                for n, s in self.strategies.items()
-            }
-            weight, confidence = blend(per_symbol, self.weights, factors)
-            if not self.config.risk.allow_short:
-                weight = max(weight, 0.0)
-            targets[symbol] = TargetPosition(
-                symbol=symbol, weight=weight, confidence=confidence, contributions=per_symbol
+            votes = {}
+            for name, strategy in self.strategies.items():
+                vote = self._vote(strategy, bars, flux)
+                signals[name][symbol] = 0.0 if vote is None else vote.weight
+                if vote is not None:
+                    votes[name] = vote
+            composed[symbol] = self.composer.compose(votes, self.weights, regime)
+            regimes[symbol] = regime
+        scale = self.composer.account_scale(inputs.account)
+        fitted, book_note = self.composer.fit_book(
+            {s: c.weight * scale for s, c in composed.items()}
+        )
+        notes = [f"x{scale:.2f} for drawdown and daily loss"] if scale < 1.0 else []
+        notes += [f"scaled into the {book_note}"] if book_note else []
+        targets: dict[str, TargetPosition] = {}
+        for symbol, parts in composed.items():
+            if parts.dominant:
+                self.owners[symbol] = parts.dominant
+            targets[symbol] = target_position(
+                symbol, parts, fitted[symbol], regime=regimes[symbol],
+                owner=self.owners.get(symbol, ""), note="; ".join(notes),
             )
         return StrategyDecision(
             cycle=inputs.frame.cycle, targets=targets, signals=signals, weights=dict(self.weights)
         )
 
     def _guarded(self, strategy: Strategy, bars: OHLCV, flux: float) -> float:
+        """The strategy's weight for the last bar, flat if it fails (see :meth:`_vote`)."""
+        vote = self._vote(strategy, bars, flux)
+        return 0.0 if vote is None else vote.weight
+
+    def _vote(self, strategy: Strategy, bars: OHLCV, flux: float) -> Vote | None:
+        """The strategy's last-bar vote; a failure or an out-of-range answer votes flat.
+
+        A strategy still warming up has no opinion yet and does not vote (None): counting it
+        as a flat vote would dilute the strategies that can already speak.
+        """
         if len(bars) < strategy.warmup:
-            return 0.0
+            return None
         try:
-            value = float(strategy.weights(bars, flux)[-1])
-            if not -1.0 <= value <= 1.0:
-                raise StrategyError(f"{strategy.name} returned {value}, outside [-1, 1]")
+            weight, confidence = strategy.latest(bars, flux)
+            if not -1.0 <= weight <= 1.0 or not 0.0 <= confidence <= 1.0:
+                raise StrategyError(
+                    f"{strategy.name} returned weight {weight}, confidence {confidence}; "
+                    "they must lie in [-1, 1] and [0, 1]"
+                )
         except Exception as error:  # noqa: BLE001 - user code: fall back to flat
             self.failures[strategy.name] += 1
             failure = error if isinstance(error, StrategyError) else StrategyError(
                 f"{strategy.name} raised {type(error).__name__}: {error}"
             )
             self.log.error("strategy failed, using flat: {}", failure)
-            return 0.0
-        return value
+            return Vote(0.0, 0.0)
+        return Vote(weight, confidence)
 
     def extra_metrics(self) -> dict[str, float]:
         return {f"failures_{name}": float(count) for name, count in self.failures.items()}
@@ -127,10 +156,52 @@ class StrategyAgent(Agent):
             "weights": dict(self.weights),
             "windows": {s: [list(row) for row in w] for s, w in self.windows.items()},
             "failures": dict(self.failures),
+            "owners": dict(self.owners),
+            "swap": self.swapped.model_dump(mode="json") if self.swapped else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weights = dict(state["weights"])
+        history = self.config.data.history_bars
         for symbol, rows in state["windows"].items():
-            self.windows[symbol] = deque((tuple(r) for r in rows), maxlen=self.config.data.history_bars)
+            self.windows[symbol] = deque((tuple(r) for r in rows), maxlen=history)
         self.failures = Counter(state["failures"])
+        self.owners = dict(state.get("owners", {}))
+        if state.get("swap"):
+            self._install(StrategySwap.model_validate(state["swap"]))
+
+    def on_message(self, message: AgentMessage) -> dict[str, Any]:
+        """COMMAND ``strategy.swap``: trade the meta-agent's choice from the next step on."""
+        if message.topic == STRATEGY_SWAP_TOPIC:
+            return self.swap(StrategySwap.model_validate(message.payload))
+        return super().on_message(message)
+
+    def swap(self, swap: StrategySwap) -> dict[str, Any]:
+        """Replace the strategies with the chosen one; windows (bar history) are kept, so it
+        speaks at once, and positions are not the engine's to touch.
+
+        Raises:
+            ConfigError: The strategy cannot be loaded or needs more history than is kept; the
+                engine then keeps trading what it had.
+        """
+        replaced = sorted(self.strategies)
+        self._install(swap)
+        self.weights = {swap.strategy.name: swap.strategy.weight}
+        self.log.info("swapped {} for {} ({})", replaced, swap.strategy.name, swap.config_hash)
+        return {"replaced": replaced, "installed": swap.strategy.name}
+
+    def _install(self, swap: StrategySwap) -> None:
+        strategy = load_strategy(swap.strategy)
+        history = self.config.data.history_bars
+        if strategy.warmup > history:
+            raise ConfigError(
+                f"swap {swap.strategy.name}: needs {strategy.warmup} bars but "
+                f"data.history_bars is {history}"
+            )
+        self.strategies = {swap.strategy.name: strategy}
+        self.composer = Composer(
+            self.strategies, self.composer.risk,
+            off_regime_factor=self.composer.off_regime_factor,
+            drawdown_floor=self.composer.drawdown_floor,
+        )
+        self.swapped = swap

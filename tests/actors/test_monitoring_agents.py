@@ -23,7 +23,11 @@ def test_multiplicative_update_keeps_weights_normalised_and_bounded() -> None:
 
 
 def test_learner_moves_weight_to_the_strategy_whose_signals_earn(tmp_path) -> None:
-    agent = LearnerAgent(make_config(tmp_path))
+    strategies = [
+        {"name": "sma_crossover", "class": "actors.strategy.library:SMACrossover"},
+        {"name": "momentum", "class": "actors.strategy.library:Momentum"},
+    ]
+    agent = LearnerAgent(make_config(tmp_path, strategies=strategies))
     agent.initialize()
     price = 1.0
     for cycle in range(1, 60):

@@ -124,6 +124,23 @@ class APIMonitor:
         """Every distinct change seen for a broker, oldest first."""
         return list(self._seen.get(broker, {}).values())
 
+    def record(self, broker: str, diff: ShapeDiff) -> None:
+        """Take a change another monitor found (a broker in another process): log it once and
+        flag the broker on a breaking change, as :meth:`check` would have."""
+        self._note(broker, diff)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            b: [d.model_dump(mode="json") for d in seen.values()] for b, seen in self._seen.items()
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`snapshot`; the health flags are restored with the health checker."""
+        self._seen = {
+            broker: {(d := ShapeDiff.model_validate(raw)).describe(): d for raw in diffs}
+            for broker, diffs in state.items()
+        }
+
     def _note(self, broker: str, diff: ShapeDiff) -> None:
         seen = self._seen.setdefault(broker, {})
         description = diff.describe()

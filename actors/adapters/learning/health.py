@@ -9,11 +9,13 @@ The clock is injected so these bounds are tested without sleeping.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
@@ -53,10 +55,29 @@ class HealthParams(BaseModel):
 
 @dataclass
 class _BrokerHealth:
+    """One broker's window, with its failure count and sorted success latencies kept up to date
+    as samples come and go, so a judgement costs a lookup rather than a pass over the window."""
+
     samples: deque[tuple[float, bool, float]] = field(default_factory=deque)
     consecutive_failures: int = 0
     flags: dict[str, str] = field(default_factory=dict)
     state: HealthState = HealthState.HEALTHY
+    failures: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, sample: tuple[float, bool, float]) -> None:
+        self.samples.append(sample)
+        if sample[1]:
+            bisect.insort(self.latencies, sample[2])
+        else:
+            self.failures += 1
+
+    def drop_oldest(self) -> None:
+        _, ok, latency = self.samples.popleft()
+        if ok:
+            del self.latencies[bisect.bisect_left(self.latencies, latency)]
+        else:
+            self.failures -= 1
 
 
 class HealthChecker:
@@ -72,9 +93,9 @@ class HealthChecker:
     def record(self, broker: str, *, success: bool, latency_ms: float) -> HealthState:
         """Count one call's outcome; returns the broker's state after it."""
         health = self._brokers.setdefault(broker, _BrokerHealth())
-        health.samples.append((self._clock(), success, latency_ms))
+        health.add((self._clock(), success, latency_ms))
         if len(health.samples) > self.params.max_samples:
-            health.samples.popleft()
+            health.drop_oldest()
         health.consecutive_failures = 0 if success else health.consecutive_failures + 1
         return self.status(broker)
 
@@ -109,19 +130,20 @@ class HealthChecker:
 
     def error_rate(self, broker: str) -> float:
         """Share of failed calls in the window; 0 for a broker with no calls."""
-        samples = self._window(broker)
-        return sum(not ok for _, ok, _ in samples) / len(samples) if samples else 0.0
+        health = self._window(broker)
+        if health is None or not health.samples:
+            return 0.0
+        return health.failures / len(health.samples)
 
     def status(self, broker: str) -> HealthState:
         """The broker's state now; a broker never seen is HEALTHY (innocent until it fails)."""
-        health = self._brokers.get(broker)
+        health = self._window(broker)
         if health is None:
             return HealthState.HEALTHY
-        samples = self._window(broker)
-        latencies = sorted(latency for _, ok, latency in samples if ok)
+        latencies = health.latencies
         slow = bool(latencies) and latencies[len(latencies) // 2] > self.params.degraded_latency_ms
         erring = (
-            len(samples) >= self.params.min_samples
+            len(health.samples) >= self.params.min_samples
             and self.error_rate(broker) >= self.params.degraded_error_rate
         )
         if health.consecutive_failures >= self.params.down_after_failures:
@@ -135,11 +157,39 @@ class HealthChecker:
             health.state = state
         return state
 
-    def _window(self, broker: str) -> list[tuple[float, bool, float]]:
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state; sample times are kept as ages, since clocks differ between processes."""
+        now = self._clock()
+        return {
+            broker: {
+                "samples": [[now - at, ok, latency] for at, ok, latency in health.samples],
+                "consecutive_failures": health.consecutive_failures,
+                "flags": list(health.flags),
+                "state": health.state.value,
+            }
+            for broker, health in self._brokers.items()
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`snapshot`, on this process's clock."""
+        now = self._clock()
+        self._brokers = {}
+        for broker, saved in state.items():
+            health = _BrokerHealth(
+                consecutive_failures=int(saved["consecutive_failures"]),
+                flags={flag: flag for flag in saved["flags"]},
+                state=HealthState(saved["state"]),
+            )
+            for age, ok, latency in saved["samples"]:
+                health.add((now - age, bool(ok), float(latency)))
+            self._brokers[broker] = health
+
+    def _window(self, broker: str) -> _BrokerHealth | None:
+        """The broker's record with samples older than the window dropped (None if unseen)."""
         health = self._brokers.get(broker)
         if health is None:
-            return []
+            return None
         horizon = self._clock() - self.params.window_s
         while health.samples and health.samples[0][0] < horizon:
-            health.samples.popleft()
-        return list(health.samples)
+            health.drop_oldest()
+        return health

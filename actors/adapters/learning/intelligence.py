@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from loguru import logger
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat
@@ -155,7 +156,7 @@ class BrokerIntelligence:
             updated_at=self._clock(),
         )
         self._recommendations[broker] = recommendation
-        logger.bind(broker=broker).info(
+        logger.bind(broker=broker).debug(
             "score {:.3f}; avoid {}",
             recommendation.score,
             [window.describe() for window in recommendation.avoid] or "nothing",
@@ -164,6 +165,16 @@ class BrokerIntelligence:
 
     def recommendation(self, broker: str) -> Recommendation | None:
         return self._recommendations.get(broker)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every recommendation, JSON-able (also the format of a training run's output)."""
+        return {b: r.model_dump(mode="json") for b, r in self._recommendations.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take recommendations from :meth:`snapshot` (a restart, or what training learnt)."""
+        self._recommendations.update(
+            {b: Recommendation.model_validate(r) for b, r in state.items()}
+        )
 
     def score(self, broker: str, at: datetime | None = None) -> float:
         """The broker's score at a moment; lowered inside a window to avoid."""

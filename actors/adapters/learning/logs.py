@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from loguru import logger
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
@@ -27,6 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFlo
 from actors.adapters.learning.intelligence import BrokerIntelligence, Recommendation
 from actors.adapters.learning.patterns import PatternAnalyzer, PatternReport
 from actors.adapters.learning.performance import PerformanceTracker
+from cycle.errors import ConfigError
 from cycle.messages import Fill, Order, utc_now
 
 BROKER_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -63,6 +64,7 @@ class BrokerLogger:
     def __init__(self, folder: Path, clock: Callable[[], datetime] = utc_now) -> None:
         self.folder = folder
         self._clock = clock
+        self._files: dict[str, TextIO] = {}
         folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, broker: str) -> Path:
@@ -71,9 +73,23 @@ class BrokerLogger:
         return self.folder / f"{broker}.jsonl"
 
     def write(self, record: LogRecord) -> None:
-        """Append one record and flush, so a crash loses at most the line being written."""
-        with self.path(record.broker).open("a", encoding="utf-8") as handle:
-            handle.write(record.model_dump_json() + "\n")
+        """Append one record and flush, so a crash loses at most the line being written.
+
+        Files stay open between records (a busy desk writes thousands a second); :meth:`close`
+        closes them.
+        """
+        handle = self._files.get(record.broker)
+        if handle is None:
+            handle = self._files[record.broker] = self.path(record.broker).open(
+                "a", encoding="utf-8"
+            )
+        handle.write(record.model_dump_json() + "\n")
+        handle.flush()
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
 
     def response(
         self,
@@ -242,3 +258,52 @@ def train_from_logs(
         for broker in reports
     }
     return TrainingResult(tracker, analyzer, intelligence, reports, recommendations, recovery)
+
+
+class LearnedBroker(BaseModel):
+    """What training learnt about one broker, as the adapters agent loads it at start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recommendation: Recommendation
+    patterns: PatternReport
+    recovery_s: NonNegativeFloat | None = None
+
+
+class Learned(BaseModel):
+    """The file ``routing.learned`` names: one entry per broker."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    brokers: dict[str, LearnedBroker]
+
+
+def save_learned(result: TrainingResult, path: Path) -> Learned:
+    """Write a training result where ``routing.learned`` can point at it."""
+    learned = Learned(
+        brokers={
+            broker: LearnedBroker(
+                recommendation=result.recommendations[broker],
+                patterns=result.reports[broker],
+                recovery_s=result.recovery_s.get(broker),
+            )
+            for broker in result.recommendations
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(learned.model_dump_json(indent=2), encoding="utf-8")
+    return learned
+
+
+def load_learned(path: Path) -> dict[str, LearnedBroker]:
+    """Read a file written by :func:`save_learned`.
+
+    Raises:
+        ConfigError: The file is missing or not a training result (names the setting).
+    """
+    try:
+        return Learned.model_validate_json(path.read_text(encoding="utf-8")).brokers
+    except OSError as error:
+        raise ConfigError(f"routing.learned: cannot read {path} ({error.strerror})") from error
+    except ValidationError as error:
+        raise ConfigError(f"routing.learned: {path} is not a training result ({error})") from error

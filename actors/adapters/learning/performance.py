@@ -7,6 +7,7 @@ desk runs, and the numbers describe the broker as it is now rather than as it wa
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
@@ -66,3 +67,14 @@ class PerformanceTracker:
             p95_latency_ms=float(p95),
             mean_fee=float(table[:, 2].mean()),
         )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The windows as JSON-able lists, so a restarted desk keeps its measurements."""
+        return {broker: [list(r) for r in rows] for broker, rows in self._responses.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`snapshot`."""
+        self._responses = {
+            broker: deque(((float(a), bool(b), float(c)) for a, b, c in rows), maxlen=self.window)
+            for broker, rows in state.items()
+        }

@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
@@ -116,6 +116,13 @@ class RetryHandler:
 
     def set_params(self, broker: str, params: RetryParams) -> None:
         self._params[broker] = params
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per-broker schedules, JSON-able."""
+        return {b: p.model_dump(mode="json") for b, p in self._params.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._params = {b: RetryParams.model_validate(p) for b, p in state.items()}
 
     def adjust_retry_params(
         self, broker: str, success_rate: float, recovery_s: float | None = None
