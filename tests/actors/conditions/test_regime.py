@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -510,24 +509,3 @@ def test_regime_state_rejects_bad_snapshot() -> None:
         RegimeState.restore({**good, "last_log_price": None})
     with pytest.raises(ValueError, match="window"):
         RegimeState.restore({**good, "thresholds": {"window": 1}})
-
-
-def test_regime_state_update_cost_versus_classify_regime(btc: pd.DataFrame) -> None:
-    # Measured, not asserted: timings depend on the machine. Run with -s to see them.
-    close = btc["close"].to_numpy()
-    state = RegimeState()
-    start = time.perf_counter()
-    _feed(state, close)
-    per_update = (time.perf_counter() - start) / close.size
-
-    trailing = 550
-    bars = range(close.size - 200, close.size)
-    start = time.perf_counter()
-    for t in bars:
-        classify_regime(close[t - trailing + 1 : t + 1])
-    per_classify = (time.perf_counter() - start) / len(bars)
-
-    print(
-        f"\nRegimeState.update: {per_update * 1e6:.1f} us/bar over {close.size} bars; "
-        f"classify_regime on {trailing} trailing closes: {per_classify * 1e3:.2f} ms/bar"
-    )
