@@ -27,42 +27,39 @@ def _actor_class(role: str) -> Any:
     return type(name, (AgentActor,), {})
 
 
+def _options(config: FluxtradeConfig, kind: str, name: str, **extra: Any) -> dict[str, Any]:
+    """Options every named actor shares: its name, the namespace, supervision from config, and
+    no task retries (Ray never re-sends a call behind the desk's back)."""
+    options = config.agents.options_for(kind)
+    return {
+        "name": name,
+        "namespace": config.ray.namespace,
+        "max_restarts": options.max_restarts,
+        "max_task_retries": 0,
+        "num_cpus": options.num_cpus,
+        "resources": options.resources,
+    } | extra
+
+
 def create_broker_member(config: FluxtradeConfig, broker: BrokerConfig, index: int) -> Any:
     """Start one pool member: an async actor with up to ``max_in_flight`` calls open.
 
     Also how a pool replaces a dead member under the same name. Started by the adapters agent, a
     replacement belongs to it and dies with it; the agent's next incarnation starts it again.
     """
-    options = config.agents.options_for("broker")
-    return (
-        ray.remote(BrokerMember)
-        .options(
-            name=member_id(broker.name, index),
-            namespace=config.ray.namespace,
-            max_restarts=options.max_restarts,
-            max_task_retries=0,
-            num_cpus=options.num_cpus,
-            resources=options.resources,
-            max_concurrency=broker.max_in_flight,
-        )
-        .remote(config, broker.name, index)
+    options = _options(
+        config, "broker", member_id(broker.name, index), max_concurrency=broker.max_in_flight
     )
+    return ray.remote(BrokerMember).options(**options).remote(config, broker.name, index)
 
 
 def create_limiter(config: FluxtradeConfig, broker: BrokerConfig) -> Any:
     """Start the rate limiter the members of a broker's pool share (it only books slots)."""
     assert broker.rate_limit is not None
-    options = config.agents.options_for("broker")
+    options = _options(config, "broker", limiter_id(broker.name), num_cpus=0)
     return (
         ray.remote(LimiterService)
-        .options(
-            name=limiter_id(broker.name),
-            namespace=config.ray.namespace,
-            max_restarts=options.max_restarts,
-            max_task_retries=0,
-            num_cpus=0,
-            resources=options.resources,
-        )
+        .options(**options)
         .remote(broker.rate_limit.requests, broker.rate_limit.window_s)
     )
 
@@ -70,24 +67,15 @@ def create_limiter(config: FluxtradeConfig, broker: BrokerConfig) -> Any:
 def create_agents(config: FluxtradeConfig) -> dict[str, Any]:
     """Start every agent, broker pool member and shared limiter; returns handles by actor name."""
     handles: dict[str, Any] = {}
-    namespace = config.ray.namespace
     for broker in config.brokers:
         if broker.rate_limit is not None:
             handles[limiter_id(broker.name)] = create_limiter(config, broker)
         for index in range(broker.pool_size):
             handles[member_id(broker.name, index)] = create_broker_member(config, broker, index)
     for role in ROLES:
-        options = config.agents.options_for(role)
         handles[role] = (
             ray.remote(concurrency_groups=HEALTH_GROUP)(_actor_class(role))
-            .options(
-                name=role,
-                namespace=namespace,
-                max_restarts=options.max_restarts,
-                max_task_retries=0,
-                num_cpus=options.num_cpus,
-                resources=options.resources,
-            )
+            .options(**_options(config, role, role))
             .remote(role, config, role)
         )
     return handles
@@ -97,17 +85,9 @@ def create_trainer(config: FluxtradeConfig, run_id: str) -> Any:
     """The agent trainer, named ``trainer``; its loop thread needs the ``io`` group to answer."""
     from actors.trainer.actor import CONCURRENCY_GROUPS, TrainerActor
 
-    options = config.agents.options_for("trainer")
     return (
         ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(TrainerActor)
-        .options(
-            name="trainer",
-            namespace=config.ray.namespace,
-            max_restarts=options.max_restarts,
-            max_task_retries=0,
-            num_cpus=options.num_cpus,
-            resources=options.resources,
-        )
+        .options(**_options(config, "trainer", "trainer"))
         .remote(config, run_id)
     )
 
@@ -115,17 +95,9 @@ def create_trainer(config: FluxtradeConfig, run_id: str) -> Any:
 def create_coordinator(config: FluxtradeConfig, run_id: str) -> Any:
     from actors.coordinator import Coordinator
 
-    options = config.agents.options_for("coordinator")
     return (
         ray.remote(concurrency_groups=HEALTH_GROUP)(Coordinator)
-        .options(
-            name="coordinator",
-            namespace=config.ray.namespace,
-            max_restarts=options.max_restarts,
-            max_task_retries=0,
-            num_cpus=options.num_cpus,
-            resources=options.resources,
-        )
+        .options(**_options(config, "coordinator", "coordinator"))
         .remote(config, run_id)
     )
 
