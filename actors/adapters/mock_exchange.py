@@ -3,8 +3,9 @@
 Broker adapters are only trustworthy if they are tested against the real vendor client, with real
 HTTP, real HMAC signing and the exchange's own error payloads: a fake transport would test our idea
 of ccxt, not ccxt. This module serves the ``/api/v3`` endpoints ccxt's ``binance`` class uses for
-spot trading, replays a bundled OHLCV series as the market, fills market orders at the replayed
-price, rests limit orders until a bar crosses them, and moves balances with fills and fees.
+spot trading, replays a bundled OHLCV series as the market, prints a trade tape inside each bar,
+fills market orders at the replayed price, rests limit orders until a bar crosses them, and moves
+balances with fills and fees.
 
 Everything that goes wrong with a real venue can be injected through a frozen :class:`MockFailures`
 (rate limits, downtime, slowness, rejections, a changed response shape, and a write that succeeds on
@@ -24,16 +25,20 @@ import hashlib
 import hmac
 import json
 import math
+import random
 import socket
+import statistics
 import sys
 import threading
 import time
 import traceback
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -59,6 +64,14 @@ RECV_WINDOW_MS = 5000
 FUTURE_TOLERANCE_MS = 1000
 BARS_PER_DAY = 288
 MAX_RECORDED_REQUESTS = 10_000
+# The trade tape: prints in a bar of the series' median volume; the fewest a bar prints (its open,
+# high, low and close); the most, well inside one default 500-trade page; quantity resolution
+# (Binance's 8 decimals); and Binance's widest startTime..endTime window.
+TRADES_PER_TYPICAL_BAR = 24
+MIN_TRADES_PER_BAR = 4
+MAX_TRADES_PER_BAR = 120
+QTY_UNITS = 100_000_000
+MAX_TRADE_WINDOW_MS = 3_600_000
 
 log = logger.bind(broker="mock-exchange")
 
@@ -234,6 +247,53 @@ def _on_grid(value: float, step: float) -> bool:
     return abs(ratio - round(ratio)) < 1e-6
 
 
+def _prints_trades(bar: Bar) -> bool:
+    """Whether a tape can reproduce the bar: finite, ordered prices and volume for four prints."""
+    values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+    return (
+        all(map(math.isfinite, values))
+        and 0 < bar.low <= min(bar.open, bar.close)
+        and max(bar.open, bar.close) <= bar.high
+        and bar.volume * QTY_UNITS >= MIN_TRADES_PER_BAR
+    )
+
+
+def _trade_counts(bars: Sequence[Bar]) -> list[int]:
+    """Aggregate trades per bar: busier bars print more, no bar that a tape cannot reproduce."""
+    volumes = [bar.volume if _prints_trades(bar) else 0.0 for bar in bars]
+    printing = [volume for volume in volumes if volume > 0]
+    typical = statistics.median(printing) if printing else 1.0
+    return [
+        min(
+            max(round(TRADES_PER_TYPICAL_BAR * volume / typical), MIN_TRADES_PER_BAR),
+            MAX_TRADES_PER_BAR,
+            round(volume * QTY_UNITS),
+        )
+        if volume > 0
+        else 0
+        for volume in volumes
+    ]
+
+
+@dataclass(frozen=True)
+class _TapeIndex:
+    """Where each bar's trades sit in a market's tape, so a query generates only the bars it needs.
+
+    ``first_id[i]`` is bar ``i``'s first aggregate trade id and ``first_id[i + 1]`` the next bar's;
+    the list has one entry past the last bar.
+    """
+
+    open_ms: list[int]
+    first_id: list[int]
+
+    @classmethod
+    def of(cls, market: MockMarket) -> _TapeIndex:
+        return cls(
+            open_ms=[int(bar.timestamp.timestamp() * 1000) for bar in market.bars],
+            first_id=list(accumulate(_trade_counts(market.bars), initial=1)),
+        )
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the mock saw it, for tests to assert what the client sent.
@@ -251,6 +311,8 @@ class MockBinanceEngine:
 
     One lock guards all state, because ThreadingHTTPServer answers each request on its own thread;
     delays are returned to the caller and slept outside the lock, so a slow answer blocks no other.
+    A bar's trades are drawn from ``seed``, the symbol and the bar alone, so every query and every
+    run sees the same tape.
     """
 
     def __init__(
@@ -266,8 +328,11 @@ class MockBinanceEngine:
         failures: MockFailures | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        seed: int = 0,
     ) -> None:
         self._markets = {market.symbol: market for market in markets}
+        self._seed = seed
+        self._tapes: dict[str, _TapeIndex] = {}
         self._free: dict[str, float] = {asset: float(v) for asset, v in balances.items()}
         self._locked: dict[str, float] = dict.fromkeys(self._free, 0.0)
         for market in markets:
@@ -310,6 +375,14 @@ class MockBinanceEngine:
         """The current replayed price of a market (the close of the bar under the cursor)."""
         with self._lock:
             return self._markets[symbol].bars[self._cursor].close
+
+    def bar_trades(self, symbol: str, index: int | None = None) -> list[dict[str, Any]]:
+        """A replayed bar's trades as ``aggTrades`` rows (the bar under the cursor by default)."""
+        with self._lock:
+            index = self._cursor if index is None else index
+            if not 0 <= index <= self._cursor:
+                raise ValueError(f"index: {index} is not a replayed bar (0..{self._cursor})")
+            return self._bar_trades(self._markets[symbol], index)
 
     def advance(self, steps: int = 1) -> None:
         """Replay the next bars; resting limit orders fill where a bar crosses their price."""
@@ -652,6 +725,112 @@ class MockBinanceEngine:
             )
         return rows[:limit] if start is not None else rows[-limit:]
 
+    def _agg_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Binance's ``aggTrades`` over the replayed bars, oldest first.
+
+        As on Binance: ``fromId`` pages forward from an id, and so does ``startTime`` alone; a
+        time window holding more than ``limit`` trades answers its *last* ones (ccxt notes this),
+        and so does a query with no bounds.
+        """
+        market = self._market(params)
+        requested = _int_param(params, "limit")
+        limit = 500 if requested is None else min(max(requested, 1), 1000)
+        from_id, start, end = (_int_param(params, n) for n in ("fromId", "startTime", "endTime"))
+        if from_id is not None and (start is not None or end is not None):
+            raise BinanceError(400, -1128, "Combination of optional parameters invalid.")
+        if start is not None and end is not None and end - start > MAX_TRADE_WINDOW_MS:
+            raise BinanceError(400, -1127, "More than 1 hours between startTime and endTime.")
+        tape = self._tape(market)
+        if from_id is not None:
+            first_bar = bisect_right(tape.first_id, from_id) - 1
+            return self._trades_from(market, first_bar, "a", from_id, limit)
+        if start is not None and end is None:
+            first_bar = bisect_right(tape.open_ms, start - _interval_ms(market.interval))
+            return self._trades_from(market, first_bar, "T", start, limit)
+        return self._trades_until(market, start, end, limit)
+
+    def _trades_from(
+        self, market: MockMarket, first_bar: int, key: str, minimum: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The first ``limit`` trades from ``first_bar`` on whose id (``"a"``) or time (``"T"``)
+        is at least ``minimum``."""
+        rows: list[dict[str, Any]] = []
+        for index in range(max(first_bar, 0), self._cursor + 1):
+            rows.extend(row for row in self._bar_trades(market, index) if row[key] >= minimum)
+            if len(rows) >= limit:
+                break
+        return rows[:limit]
+
+    def _trades_until(
+        self, market: MockMarket, start: int | None, end: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The last ``limit`` trades between ``start`` and ``end`` (inclusive, either open)."""
+        tape = self._tape(market)
+        step = _interval_ms(market.interval)
+        earliest = -math.inf if start is None else start
+        latest = math.inf if end is None else end
+        last_bar = self._cursor if end is None else bisect_right(tape.open_ms, end) - 1
+        rows: list[dict[str, Any]] = []
+        for index in range(min(last_bar, self._cursor), -1, -1):
+            if tape.open_ms[index] + step <= earliest:
+                break
+            bar_rows = self._bar_trades(market, index)
+            rows[:0] = [row for row in bar_rows if earliest <= row["T"] <= latest]
+            if len(rows) >= limit:
+                break
+        return rows[-limit:]
+
+    def _tape(self, market: MockMarket) -> _TapeIndex:
+        """The market's tape index, built on its first trade query (most engines never get one)."""
+        if market.symbol not in self._tapes:
+            self._tapes[market.symbol] = _TapeIndex.of(market)
+        return self._tapes[market.symbol]
+
+    def _bar_trades(self, market: MockMarket, index: int) -> list[dict[str, Any]]:
+        """One bar's aggregate trades, which reproduce its candle exactly.
+
+        The first print is the open and the last the close; the high and the low print once each
+        in between, every other print lies in the range on the tick grid, and the quantities split
+        the bar's volume to the last 1e-8. The aggressor follows the tick rule, as the book quotes
+        one tick either side of the last price: an uptick is a buyer lifting the ask, a downtick a
+        seller hitting the bid, and an unchanged print keeps the side.
+        """
+        tape = self._tape(market)
+        first_id = tape.first_id[index]
+        count = tape.first_id[index + 1] - first_id
+        if count == 0:
+            return []
+        bar = market.bars[index]
+        rng = random.Random(f"{self._seed}:{market.symbol}:{index}")
+        offsets = sorted(rng.sample(range(_interval_ms(market.interval)), count))
+        units = round(bar.volume * QTY_UNITS)
+        cuts = [0, *sorted(rng.sample(range(1, units), count - 1)), units]
+        tick = market.tick_size
+        inner = [round(rng.uniform(bar.low, bar.high) / tick) * tick for _ in range(count - 2)]
+        inner = [min(max(price, bar.low), bar.high) for price in inner]
+        at_high, at_low = rng.sample(range(count - 2), 2)
+        inner[at_high], inner[at_low] = bar.high, bar.low
+        previous = market.bars[index - 1].close if index > 0 else bar.open
+        buyer_is_maker = rng.random() < 0.5
+        trades = []
+        for k, price in enumerate([bar.open, *inner, bar.close]):
+            if price != previous:
+                buyer_is_maker = price < previous
+            previous = price
+            trades.append(
+                {
+                    "a": first_id + k,
+                    "p": _num(price),
+                    "q": _num((cuts[k + 1] - cuts[k]) / QTY_UNITS),
+                    "f": first_id + k,
+                    "l": first_id + k,
+                    "T": tape.open_ms[index] + offsets[k],
+                    "m": buyer_is_maker,
+                    "M": True,
+                }
+            )
+        return trades
+
     def _account(self, params: Mapping[str, str]) -> dict[str, Any]:
         return {
             "makerCommission": round(self._maker_fee * 10_000),
@@ -856,6 +1035,18 @@ def _missing_parameter(name: str) -> BinanceError:
     )
 
 
+def _int_param(params: Mapping[str, str], name: str) -> int | None:
+    if name not in params:
+        return None
+    try:
+        return int(params[name])
+    except ValueError:
+        legal = "'^[0-9]{1,20}$'"
+        raise BinanceError(
+            400, -1100, f"Illegal characters found in parameter '{name}'; legal range is {legal}."
+        ) from None
+
+
 def _interval_ms(interval: str) -> int:
     units = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
     return int(interval[:-1]) * units[interval[-1]]
@@ -884,6 +1075,7 @@ _ROUTES: dict[tuple[str, str], tuple[_Handler, bool]] = {
     ("GET", "ticker/24hr"): (MockBinanceEngine._ticker, False),
     ("GET", "depth"): (MockBinanceEngine._depth, False),
     ("GET", "klines"): (MockBinanceEngine._klines, False),
+    ("GET", "aggTrades"): (MockBinanceEngine._agg_trades, False),
     ("GET", "account"): (MockBinanceEngine._account, True),
     ("POST", "order"): (MockBinanceEngine._new_order, True),
     ("POST", "order/test"): (MockBinanceEngine._test_order, True),

@@ -4,7 +4,7 @@ feed against the mock exchange on 127.0.0.1, book and tape features, and the sen
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.adapters import mock_exchange
-from actors.adapters.mock_exchange import MockExchange, eth_btc_market
+from actors.adapters.mock_exchange import MockExchange, MockFailures, eth_btc_market
 from actors.feeds import (
     CcxtFeed,
     FeedsAgent,
@@ -168,21 +167,6 @@ def test_replay_frame_carries_book_tape_and_derived_signals(tmp_path: Path) -> N
 # ------------------------------------------------------------------ live ccxt feed
 
 
-def _agg_trades(engine: mock_exchange.MockBinanceEngine, params: Mapping[str, str]) -> list[dict]:
-    """A Binance ``aggTrades`` answer: two taker buys and a taker sell in the window, one after.
-
-    Runs under the engine's lock, so it asks the engine nothing (``price`` would wait forever).
-    """
-    start = int(params["startTime"])
-    price = "0.09000000"
-    rows = [(1_000, "2.0", False), (2_000, "0.5", True), (3_000, "1.0", False),
-            (400_000, "9.0", True)]
-    return [
-        {"a": i, "p": price, "q": q, "f": i, "l": i, "T": start + dt, "m": maker, "M": True}
-        for i, (dt, q, maker) in enumerate(rows, start=1)
-    ]
-
-
 @pytest.fixture
 def mock() -> Iterator[MockExchange]:
     with MockExchange([eth_btc_market()], {"BTC": 1.0}, api_key="k", api_secret="s") as server:
@@ -194,9 +178,13 @@ def live_feed(mock: MockExchange, **options: Any) -> CcxtFeed:
     return CcxtFeed(exchange, ["ETH/BTC"], "5m", **options)
 
 
-def test_ccxt_feed_reads_candle_and_book_from_the_mock_and_reports_missing_trades(
-    mock: MockExchange,
-) -> None:
+def aggressor_volumes(trades: list[dict[str, Any]]) -> tuple[float, float]:
+    """(taker buy, taker sell) volume of ``aggTrades`` rows; ``m`` means the buyer was the maker."""
+    buys = sum(float(t["q"]) for t in trades if not t["m"])
+    return buys, sum(float(t["q"]) for t in trades if t["m"])
+
+
+def test_ccxt_feed_reads_candle_book_and_tape_from_the_mock(mock: MockExchange) -> None:
     feed = live_feed(mock, book_depth=5)
     poll = feed.poll()
     eth = pd.read_csv(ETH_CSV, parse_dates=["timestamp"])
@@ -208,24 +196,41 @@ def test_ccxt_feed_reads_candle_and_book_from_the_mock_and_reports_missing_trade
     book = poll.books["ETH/BTC"]
     assert not book.synthetic and len(book.bids) == 5
     assert book.bids[0].price < bar.close < book.asks[0].price
-    assert "ETH/BTC" not in poll.tapes
-    assert poll.degraded["ETH/BTC"].startswith("trades unavailable: ExchangeNotAvailable")
+    tape = poll.tapes["ETH/BTC"]
+    assert not tape.synthetic and "ETH/BTC" not in poll.degraded
+    assert tape.buy_volume + tape.sell_volume == pytest.approx(bar.volume, abs=1e-7)
     again = feed.poll()
     assert again.bars == {} and again.missing["ETH/BTC"].startswith("no new bar since")
     mock.engine.advance()
     assert feed.poll().bars["ETH/BTC"].timestamp == bar.timestamp + timedelta(minutes=5)
 
 
-def test_ccxt_feed_splits_the_trade_tape_by_aggressor(
-    mock: MockExchange, monkeypatch: pytest.MonkeyPatch
+def test_ccxt_feed_splits_the_trade_tape_by_aggressor(mock: MockExchange) -> None:
+    feed = live_feed(mock)
+    for _ in range(2):
+        served = mock.engine.bar_trades("ETHBTC")
+        buys, sells = aggressor_volumes(served)
+        assert buys > 0 and sells > 0
+        poll = feed.poll()
+        tape = poll.tapes["ETH/BTC"]
+        assert tape.timestamp == poll.bars["ETH/BTC"].timestamp
+        assert (tape.buy_volume, tape.sell_volume) == pytest.approx((buys, sells), abs=1e-9)
+        assert tape.trade_count == len(served) < feed.trades_limit
+        assert tape_features(tape) == pytest.approx({
+            "aggressor_imbalance": (buys - sells) / (buys + sells),
+            "buy_share": buys / (buys + sells), "trade_count": float(len(served)),
+        })
+        mock.engine.advance()
+
+
+def test_a_slow_trades_endpoint_degrades_the_tape_but_keeps_bar_and_book(
+    mock: MockExchange,
 ) -> None:
-    routes = dict(mock_exchange._ROUTES)
-    routes[("GET", "aggTrades")] = (_agg_trades, False)
-    monkeypatch.setattr(mock_exchange, "_ROUTES", routes)
-    poll = live_feed(mock).poll()
-    tape = poll.tapes["ETH/BTC"]
-    assert (tape.buy_volume, tape.sell_volume, tape.trade_count) == (3.0, 0.5, 3)
-    assert not tape.synthetic and "ETH/BTC" not in poll.degraded
+    mock.engine.set_failures(MockFailures(latency_s=1.0, latency_paths=frozenset({"aggTrades"})))
+    exchange = build_ccxt_exchange(LiveFeedConfig(base_url=mock.url, timeout_ms=300))
+    poll = CcxtFeed(exchange, ["ETH/BTC"], "5m").poll()
+    assert set(poll.bars) == set(poll.books) == {"ETH/BTC"} and poll.tapes == {}
+    assert poll.degraded["ETH/BTC"].startswith("trades unavailable: RequestTimeout")
 
 
 def test_ccxt_feed_reports_a_late_candle_instead_of_trading_on_it(mock: MockExchange) -> None:
@@ -243,7 +248,13 @@ def test_feeds_agent_on_a_ccxt_source_resumes_after_restore(
     agent.initialize()
     first = agent.step(1)
     assert set(first.bars) == {"ETH/BTC"} and first.books["ETH/BTC"].synthetic is False
-    assert "spread_bps" in first.signals["ETH/BTC"]
+    buys, sells = aggressor_volumes(mock.engine.bar_trades("ETHBTC"))
+    signals = first.signals["ETH/BTC"]
+    assert signals["aggressor_imbalance"] == pytest.approx((buys - sells) / (buys + sells))
+    bid, ask = first.books["ETH/BTC"].bids[0].price, first.books["ETH/BTC"].asks[0].price
+    assert (bid + ask) / 2 == pytest.approx(mock.engine.price("ETHBTC"), abs=1e-12)
+    assert signals["spread_bps"] == pytest.approx((ask - bid) / mock.engine.price("ETHBTC") * 1e4)
+    assert signals["depth_imbalance"] == 0.0 and signals["microprice_bps"] == pytest.approx(0.0)
     restored = FeedsAgent(config)
     restored.initialize()
     restored.restore(agent.snapshot(), cycle=1)

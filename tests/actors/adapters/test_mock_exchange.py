@@ -6,16 +6,19 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import ccxt
 import pytest
 
 from actors.adapters.mock_exchange import (
@@ -25,6 +28,7 @@ from actors.adapters.mock_exchange import (
     MockFailures,
     MockMarket,
 )
+from cycle.messages import Bar
 from tests.actors.adapters.conftest import API_KEY, API_SECRET, START_BALANCES
 
 REPO = Path(__file__).resolve().parents[3]
@@ -411,3 +415,158 @@ def test_module_runs_as_a_loopback_demo_server() -> None:
 
     assert reply is not None and reply["symbol"] == "ETHBTC"
     assert float(reply["lastPrice"]) > 0
+
+
+# ------------------------------------------------------------------ the trade tape (aggTrades)
+
+
+@pytest.fixture
+def binance(mock: MockExchange) -> ccxt.binance:
+    """The real ccxt client on the mock: spot only, no client-side throttle, every URL local."""
+    exchange = ccxt.binance(
+        {
+            "enableRateLimit": False,
+            "timeout": 2000,
+            "options": {
+                "defaultType": "spot",
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+            },
+        }
+    )
+    exchange.urls["api"] = {
+        section: re.sub(r"^https?://[^/]+", mock.url, url)
+        for section, url in exchange.urls["api"].items()
+        if isinstance(url, str)
+    }
+    return exchange
+
+
+def open_ms(bar: Bar) -> int:
+    return int(bar.timestamp.timestamp() * 1000)
+
+
+def test_fetch_trades_reproduces_the_candle_under_the_cursor(
+    mock: MockExchange, binance: ccxt.binance, market: MockMarket
+) -> None:
+    bar = market.bars[288]
+    start = open_ms(bar)
+
+    trades = binance.fetch_trades("ETH/BTC", since=start, limit=1000)
+    _, depth = call(mock, "GET", "depth", {"symbol": "ETHBTC", "limit": 1})
+
+    prices = [t["price"] for t in trades]
+    ids = [int(t["id"]) for t in trades]
+    stamps = [t["timestamp"] for t in trades]
+    assert len(trades) == len(mock.engine.bar_trades("ETHBTC")) >= 4
+    assert all(bar.low <= p <= bar.high for p in prices)
+    assert (prices[0], max(prices), min(prices), prices[-1]) == (
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+    )
+    assert sum(t["amount"] for t in trades) == pytest.approx(bar.volume, abs=1e-7)
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    assert stamps == sorted(stamps) and start <= stamps[0] and stamps[-1] < start + 300_000
+    assert prices[-1] == mock.engine.price("ETHBTC")
+    assert float(depth["bids"][0][0]) < prices[-1] < float(depth["asks"][0][0])
+    ticks = [(now["price"] - before["price"], now["side"]) for before, now in pairwise(trades)]
+    assert {side for move, side in ticks if move > 0} == {"buy"}
+    assert {side for move, side in ticks if move < 0} == {"sell"}
+
+
+def test_fetch_trades_honours_since_limit_and_start_time_alone(
+    mock: MockExchange, binance: ccxt.binance, market: MockMarket
+) -> None:
+    since = open_ms(market.bars[200])
+    window = [
+        row
+        for index in range(200, 214)
+        for row in mock.engine.bar_trades("ETHBTC", index)
+        if since <= row["T"] <= since + 3_600_000
+    ]
+
+    last_of_window = binance.fetch_trades("ETH/BTC", since=since, limit=5)
+    _, first_after = call(
+        mock, "GET", "aggTrades", {"symbol": "ETHBTC", "startTime": since, "limit": 3}
+    )
+    recent = binance.fetch_trades("ETH/BTC")
+
+    assert [int(t["id"]) for t in last_of_window] == [row["a"] for row in window[-5:]]
+    assert first_after == window[:3]
+    assert len(recent) == 500
+    assert int(recent[-1]["id"]) == mock.engine.bar_trades("ETHBTC")[-1]["a"]
+
+
+def test_fetch_trades_pages_forward_by_from_id(mock: MockExchange, binance: ccxt.binance) -> None:
+    expected = [
+        row["a"] for index in range(280, 289) for row in mock.engine.bar_trades("ETHBTC", index)
+    ]
+    seen: list[int] = []
+    pages = 0
+
+    while True:
+        page = binance.fetch_trades(
+            "ETH/BTC", limit=100, params={"fromId": expected[0] + len(seen)}
+        )
+        pages += 1
+        seen += [int(t["id"]) for t in page]
+        if len(page) < 100:
+            break
+
+    assert seen == expected
+    assert pages == len(expected) // 100 + 1
+
+
+def test_fetch_trades_for_an_unknown_symbol_is_bad_symbol(
+    mock: MockExchange, binance: ccxt.binance
+) -> None:
+    with pytest.raises(ccxt.BadSymbol, match="Invalid symbol"):
+        binance.fetch_trades("ETH/BTC", params={"symbol": "DOGEBTC"})
+
+    assert call(mock, "GET", "aggTrades", {"symbol": "DOGEBTC"}) == (
+        400,
+        {"code": -1121, "msg": "Invalid symbol."},
+    )
+
+
+def test_agg_trades_refuses_bad_queries_with_binance_codes(mock: MockExchange) -> None:
+    def code(**params: Any) -> int:
+        return call(mock, "GET", "aggTrades", params)[1]["code"]
+
+    assert code() == -1102
+    assert code(symbol="ETHBTC", fromId=1, startTime=0) == -1128
+    assert code(symbol="ETHBTC", startTime=0, endTime=3_600_001) == -1127
+    assert code(symbol="ETHBTC", fromId="x") == -1100
+
+
+def test_trade_tape_is_the_same_for_a_seed_and_reproduces_the_candle_for_any(
+    market: MockMarket,
+) -> None:
+    def tape(seed: int) -> list[dict[str, Any]]:
+        exchange = MockExchange([market], START_BALANCES, api_key="k", api_secret="s", seed=seed)
+        return exchange.engine.bar_trades("ETHBTC", 100)
+
+    bar = market.bars[100]
+    first, again, other = tape(7), tape(7), tape(8)
+
+    assert first == again and first != other
+    for trades in (first, other):
+        assert (float(trades[0]["p"]), float(trades[-1]["p"])) == (bar.open, bar.close)
+        assert sum(float(t["q"]) for t in trades) == pytest.approx(bar.volume, abs=1e-7)
+
+
+def test_failure_injection_reaches_the_trade_tape(mock: MockExchange) -> None:
+    query = {"symbol": "ETHBTC", "limit": 1}
+    mock.engine.set_failures(MockFailures(unavailable_next=1))
+    unavailable = call(mock, "GET", "aggTrades", query)[0]
+    mock.engine.set_failures(MockFailures(rate_limit=0))
+    throttled = call(mock, "GET", "aggTrades", query)[0]
+    renamed = ApiChange(endpoints=frozenset({"aggTrades"}), renamed={"m": "isBuyerMaker"})
+    mock.engine.set_failures(MockFailures(api_change=renamed))
+    _, changed = call(mock, "GET", "aggTrades", query)
+
+    assert (unavailable, throttled) == (503, 429)
+    assert "m" not in changed[0] and isinstance(changed[0]["isBuyerMaker"], bool)
