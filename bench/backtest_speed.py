@@ -35,7 +35,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,13 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from actors.strategy.library import SMACrossover  # noqa: E402
-from tuning.backtest import BacktestSettings, backtest  # noqa: E402
+from bench import peers  # noqa: E402
+from tuning.backtest import backtest, combine  # noqa: E402
 from tuning.candidates import Candidate, class_path  # noqa: E402
 from tuning.data import Candles, chained_series  # noqa: E402
 from tuning.sweep import evaluate_candidates  # noqa: E402
-
-FEE, CASH = 0.001, 10_000.0
-COSTS = BacktestSettings(fee_bps=FEE * 1e4, slippage_bps=0.0, initial_cash=CASH)
 
 
 def timed(run: Callable[[], Any], repeats: int = 1) -> tuple[Any, float, float]:
@@ -68,15 +65,6 @@ def timed(run: Callable[[], Any], repeats: int = 1) -> tuple[Any, float, float]:
     return result, best_cpu, best_wall
 
 
-def frame(candles: Candles) -> pd.DataFrame:
-    b = candles.bars
-    index = pd.date_range("2018-01-01", periods=len(candles), freq="5min")
-    return pd.DataFrame(
-        {"Open": b.open, "High": b.high, "Low": b.low, "Close": b.close, "Volume": b.volume},
-        index=index,
-    )
-
-
 def pairs(count: int) -> list[tuple[int, int]]:
     grid = [(fast, slow) for fast in range(2, 42) for slow in range(45, 295, 10)]
     return grid[:count]
@@ -85,20 +73,16 @@ def pairs(count: int) -> list[tuple[int, int]]:
 # --- fluxtrade ------------------------------------------------------------------------------
 
 
-def flux_single(candles: Candles, fast: int = 10, slow: int = 30) -> float:
-    strategy = SMACrossover("sma", {"fast": fast, "slow": slow, "full_gap": 1e-12})
-    return float(backtest(strategy, candles, COSTS).equity[-1])
+def flux_single(candles: Candles, fast: int = peers.FAST, slow: int = peers.SLOW) -> float:
+    return float(backtest(peers.sma_crossover(fast, slow), candles, peers.COSTS).equity[-1])
 
 
 def flux_sweep(candles: Candles, grid: list[tuple[int, int]]) -> np.ndarray:
     candidates = [
-        Candidate(class_path=class_path(SMACrossover),
-                  params={"fast": f, "slow": s, "full_gap": 1e-12})
+        Candidate(class_path=class_path(SMACrossover), params=peers.sma_params(f, s))
         for f, s in grid
     ]
-    from tuning.backtest import combine
-
-    return combine(evaluate_candidates(candidates, candles, COSTS), candles.bar_seconds)[
+    return combine(evaluate_candidates(candidates, candles, peers.COSTS), candles.bar_seconds)[
         "final_equity"
     ]
 
@@ -106,57 +90,15 @@ def flux_sweep(candles: Candles, grid: list[tuple[int, int]]) -> np.ndarray:
 # --- backtesting.py -------------------------------------------------------------------------
 
 
-def backtesting_single(data: pd.DataFrame, fast: int = 10, slow: int = 30) -> float:
-    from backtesting import Strategy
-    from backtesting.lib import FractionalBacktest
-    from backtesting.test import SMA
-
-    class Cross(Strategy):
-        def init(self) -> None:
-            self.fast = self.I(SMA, self.data.Close, fast)
-            self.slow = self.I(SMA, self.data.Close, slow)
-
-        def next(self) -> None:
-            if self.fast[-1] > self.slow[-1]:
-                if not self.position:
-                    self.buy()
-            elif self.position:
-                self.position.close()
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stats = FractionalBacktest(data, Cross, cash=CASH, commission=FEE,
-                                   fractional_unit=1e-8).run()
-    return float(stats["Equity Final [$]"])
+def backtesting_single(data: pd.DataFrame, fast: int = peers.FAST, slow: int = peers.SLOW) -> float:
+    return float(peers.backtesting_stats(data, fast, slow)["Equity Final [$]"])
 
 
 # --- backtrader -----------------------------------------------------------------------------
 
 
-def backtrader_single(data: pd.DataFrame, fast: int = 10, slow: int = 30) -> float:
-    import backtrader as bt
-
-    class Cross(bt.Strategy):
-        def __init__(self) -> None:
-            self.fast = bt.indicators.SMA(self.data.close, period=fast)
-            self.slow = bt.indicators.SMA(self.data.close, period=slow)
-
-        def next_open(self) -> None:
-            if len(self) < slow:
-                return
-            if self.fast[0] > self.slow[0]:
-                if not self.position:
-                    all_in = self.broker.getcash() / (self.data.open[0] * (1 + FEE))
-                    self.buy(size=all_in * (1 - 1e-9))
-            elif self.position:
-                self.close()
-
-    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
-    cerebro.adddata(bt.feeds.PandasData(dataname=data))
-    cerebro.addstrategy(Cross)
-    cerebro.broker.setcash(CASH)
-    cerebro.broker.setcommission(commission=FEE)
-    cerebro.broker.set_coo(True)
+def backtrader_single(data: pd.DataFrame, fast: int = peers.FAST, slow: int = peers.SLOW) -> float:
+    cerebro = peers.backtrader_cerebro(data, fast, slow)
     cerebro.run()
     return float(cerebro.broker.getvalue())
 
@@ -164,23 +106,13 @@ def backtrader_single(data: pd.DataFrame, fast: int = 10, slow: int = 30) -> flo
 # --- vectorbt -------------------------------------------------------------------------------
 
 
-def vectorbt_portfolio(data: pd.DataFrame, long: pd.DataFrame) -> Any:
-    import vectorbt as vbt
-
-    shifted = long.shift(1, fill_value=False).astype(bool)
-    return vbt.Portfolio.from_signals(
-        data["Close"], entries=shifted, exits=~shifted, price=data["Open"], size=np.inf,
-        fees=FEE, init_cash=CASH, freq="5min",
-    )
-
-
-def vectorbt_single(data: pd.DataFrame, fast: int = 10, slow: int = 30) -> float:
+def vectorbt_single(data: pd.DataFrame, fast: int = peers.FAST, slow: int = peers.SLOW) -> float:
     import vectorbt as vbt
 
     ma = vbt.MA.run(data["Close"], window=[fast, slow]).ma
     long = pd.DataFrame({"sma": ma.iloc[:, 0].to_numpy() > ma.iloc[:, 1].to_numpy()},
                         index=data.index)
-    return float(vectorbt_portfolio(data, long).final_value().iloc[0])
+    return float(peers.vectorbt_portfolio(data, long).final_value().iloc[0])
 
 
 def vectorbt_sweep(data: pd.DataFrame, grid: list[tuple[int, int]], block: int = 100) -> np.ndarray:
@@ -196,7 +128,7 @@ def vectorbt_sweep(data: pd.DataFrame, grid: list[tuple[int, int]], block: int =
             np.stack([ma[:, column[f]] > ma[:, column[s]] for f, s in chunk], axis=1),
             index=data.index,
         )
-        portfolio = vectorbt_portfolio(data, long)
+        portfolio = peers.vectorbt_portfolio(data, long)
         finals.append(portfolio.final_value().to_numpy())
         for metric in (portfolio.sharpe_ratio, portfolio.sortino_ratio, portfolio.calmar_ratio,
                        portfolio.max_drawdown, portfolio.trades.count,
@@ -218,9 +150,9 @@ def main() -> int:
 
     long_series = chained_series(args.bars)
     sweep_series = chained_series(args.sweep_bars)
-    data = frame(long_series)
+    data = peers.frame(long_series)
     grid = pairs(args.candidates)
-    warm = frame(chained_series(5_000))
+    warm = peers.frame(chained_series(5_000))
     print(f"machine: {os.cpu_count()} cores (shared), load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
 
@@ -237,7 +169,7 @@ def main() -> int:
     final, cpu, wall = timed(lambda: vectorbt_single(data), repeats=3)
     single["vectorbt"] = (len(data), cpu, wall, final)
 
-    print(f"1. one candidate: SMA(10)/SMA(30), long-only, all-in, fee {FEE:.1%}\n")
+    print(f"1. one candidate: SMA(10)/SMA(30), long-only, all-in, fee {peers.FEE:.1%}\n")
     print("| library | bars | CPU s | wall s | bars/s (CPU) | fluxtrade x |")
     print("|---|---:|---:|---:|---:|---:|")
     ours = single["fluxtrade"][0] / single["fluxtrade"][1]
@@ -249,8 +181,8 @@ def main() -> int:
     flux_sweep(chained_series(5_000), grid[:10])
     finals, cpu, wall = timed(lambda: flux_sweep(sweep_series, grid), repeats=2)
     sweep["fluxtrade"] = (len(grid), len(sweep_series), cpu, wall)
-    sweep_data = frame(sweep_series)
-    vectorbt_sweep(frame(chained_series(5_000)), grid[:10])
+    sweep_data = peers.frame(sweep_series)
+    vectorbt_sweep(peers.frame(chained_series(5_000)), grid[:10])
     vbt_finals, cpu, wall = timed(lambda: vectorbt_sweep(sweep_data, grid))
     sweep["vectorbt"] = (len(grid), len(sweep_series), cpu, wall)
     few = grid[:3]

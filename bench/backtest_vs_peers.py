@@ -32,30 +32,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bars
 
-from actors.strategy.library import SMACrossover  # noqa: E402
-from tuning.backtest import BacktestSettings, backtest  # noqa: E402
+from bench import peers  # noqa: E402
+from tuning.backtest import backtest  # noqa: E402
 from tuning.data import Candles, load_symbol  # noqa: E402
-
-FAST, SLOW, CASH, FEE = 10, 30, 10_000.0, 0.001
-
-
-def frame(candles: Candles) -> pd.DataFrame:
-    b = candles.bars
-    return pd.DataFrame(
-        {"Open": b.open, "High": b.high, "Low": b.low, "Close": b.close, "Volume": b.volume},
-        index=pd.DatetimeIndex(candles.timestamps),
-    )
 
 
 def best_time(run: Callable[[], Any], repeats: int = 3) -> tuple[Any, float]:
@@ -70,9 +58,7 @@ def best_time(run: Callable[[], Any], repeats: int = 3) -> tuple[Any, float]:
 
 
 def fluxtrade(candles: Candles) -> dict[str, float]:
-    strategy = SMACrossover("sma", {"fast": FAST, "slow": SLOW, "full_gap": 1e-12})
-    costs = BacktestSettings(fee_bps=FEE * 1e4, slippage_bps=0.0, initial_cash=CASH)
-    result = backtest(strategy, candles, costs)
+    result = backtest(peers.sma_crossover(), candles, peers.COSTS)
     closed = int(result.trades["closed"].sum())
     return {"final": float(result.equity[-1]), "closed": closed,
             "open": len(result.trades) - closed, "drawdown": result.metrics.max_drawdown,
@@ -80,26 +66,7 @@ def fluxtrade(candles: Candles) -> dict[str, float]:
 
 
 def backtesting_py(data: pd.DataFrame) -> dict[str, float]:
-    from backtesting import Strategy
-    from backtesting.lib import FractionalBacktest
-    from backtesting.test import SMA
-
-    class Cross(Strategy):
-        def init(self) -> None:
-            self.fast = self.I(SMA, self.data.Close, FAST)
-            self.slow = self.I(SMA, self.data.Close, SLOW)
-
-        def next(self) -> None:
-            if self.fast[-1] > self.slow[-1]:
-                if not self.position:
-                    self.buy()
-            elif self.position:
-                self.position.close()
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stats = FractionalBacktest(data, Cross, cash=CASH, commission=FEE,
-                                   fractional_unit=1e-8).run()
+    stats = peers.backtesting_stats(data)
     return {"final": float(stats["Equity Final [$]"]), "closed": int(stats["# Trades"]),
             "open": len(stats._strategy.trades),
             "drawdown": -float(stats["Max. Drawdown [%]"]) / 100,
@@ -109,34 +76,7 @@ def backtesting_py(data: pd.DataFrame) -> dict[str, float]:
 def backtrader_run(data: pd.DataFrame) -> dict[str, float]:
     import backtrader as bt
 
-    class Cross(bt.Strategy):
-        def __init__(self) -> None:
-            self.fast = bt.indicators.SMA(self.data.close, period=FAST)
-            self.slow = bt.indicators.SMA(self.data.close, period=SLOW)
-            self.entries: list[int] = []
-
-        def notify_order(self, order: Any) -> None:
-            if order.status == order.Completed and order.isbuy():
-                self.entries.append(len(self) - 1)  # notified on the bar after the fill
-
-        def next_open(self) -> None:
-            # next_open runs at the new bar's open before the indicators are recalculated for
-            # it, so [0] is still the previous bar's average: the signal of the last close.
-            if len(self) < SLOW:
-                return
-            if self.fast[0] > self.slow[0]:
-                if not self.position:
-                    all_in = self.broker.getcash() / (self.data.open[0] * (1 + FEE))
-                    self.buy(size=all_in * (1 - 1e-9))  # float dust would fail its cash check
-            elif self.position:
-                self.close()
-
-    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
-    cerebro.adddata(bt.feeds.PandasData(dataname=data))
-    cerebro.addstrategy(Cross)
-    cerebro.broker.setcash(CASH)
-    cerebro.broker.setcommission(commission=FEE)
-    cerebro.broker.set_coo(True)
+    cerebro = peers.backtrader_cerebro(data)
     cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
     cerebro.addanalyzer(bt.analyzers.DrawDown, _name="drawdown")
     strategy = cerebro.run()[0]
@@ -148,16 +88,10 @@ def backtrader_run(data: pd.DataFrame) -> dict[str, float]:
 
 
 def vectorbt_run(data: pd.DataFrame) -> dict[str, float]:
-    import vectorbt as vbt
-
     close = data["Close"]
-    fast = close.rolling(FAST).mean()
-    slow = close.rolling(SLOW).mean()
-    long = (fast > slow).shift(1, fill_value=False).astype(bool)
-    portfolio = vbt.Portfolio.from_signals(
-        close, entries=long, exits=~long, price=data["Open"], size=np.inf, fees=FEE,
-        init_cash=CASH, freq="5min",
-    )
+    fast = close.rolling(peers.FAST).mean()
+    slow = close.rolling(peers.SLOW).mean()
+    portfolio = peers.vectorbt_portfolio(data, fast > slow)
     trades = portfolio.trades
     return {"final": float(portfolio.final_value()), "closed": int(trades.closed.count()),
             "open": int(trades.open.count()), "drawdown": -float(portfolio.max_drawdown()),
@@ -166,7 +100,7 @@ def vectorbt_run(data: pd.DataFrame) -> dict[str, float]:
 
 def main() -> int:
     candles = load_symbol("BTC/USDT")
-    data = frame(candles)
+    data = peers.frame(candles)
     runs: dict[str, tuple[dict[str, float], float]] = {
         "fluxtrade": best_time(lambda: fluxtrade(candles)),
     }
@@ -177,8 +111,9 @@ def main() -> int:
         except ImportError as error:
             print(f"{name}: not installed ({error}); pip install -e '.[bench]'")
     ours = runs["fluxtrade"][0]
-    print(f"SMA({FAST})/SMA({SLOW}) crossover, long-only, all-in, fee {FEE:.1%} per side, "
-          f"{len(candles):,} bars of {candles.symbol} 5m, cash {CASH:,.0f}\n")
+    print(f"SMA({peers.FAST})/SMA({peers.SLOW}) crossover, long-only, all-in, "
+          f"fee {peers.FEE:.1%} per side, {len(candles):,} bars of {candles.symbol} 5m, "
+          f"cash {peers.CASH:,.0f}\n")
     print("| library | final equity | vs fluxtrade | closed trades | open at end | max drawdown"
           " | warm time | bars/s | agrees |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import traceback
 from datetime import UTC, datetime
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import ccxt
 import pytest
-from loguru import logger
 from pydantic import ValidationError
 
 from actors.adapters.ccxt_broker import (
@@ -68,6 +66,11 @@ from tests.actors.adapters.error_contract import (
     check_error_contract,
     market_buy,
     resting_buy,
+)
+from tests.actors.adapters.secrets_scan import (
+    PROVOKED_ERRORS,
+    assert_secrets_absent,
+    captured_logs,
 )
 
 
@@ -575,24 +578,6 @@ def test_planted_credentials_appear_in_no_log_error_or_journal(
 ) -> None:
     key = "PLANTED-KEY-5d1c0ffee0ddf00d"
     secret = "PLANTED-SECRET-9a7be11ec0de"
-    captured: list[str] = []
-    sink = logger.add(
-        lambda message: captured.append(str(message)),
-        level=0,
-        format="{time} {level} {name} {message} {extra}\n{exception}",
-        backtrace=True,
-        diagnose=True,
-    )
-
-    class StdlibCapture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            captured.append(self.format(record))
-
-    root = logging.getLogger()
-    stdlib_handler = StdlibCapture(level=logging.DEBUG)
-    previous_level = root.level
-    root.addHandler(stdlib_handler)
-    root.setLevel(logging.DEBUG)
     errors: list[BaseException] = []
     journal = BrokerLogger(tmp_path / "logs")
 
@@ -643,31 +628,18 @@ def test_planted_credentials_appear_in_no_log_error_or_journal(
             await broker.close()
             await impostor.close()
 
-    try:
-        with MockExchange([market], START_BALANCES, api_key=key, api_secret=secret) as mock:
-            asyncio.run(scenario(mock))
-    finally:
-        logger.remove(sink)
-        root.removeHandler(stdlib_handler)
-        root.setLevel(previous_level)
+    with (
+        captured_logs() as captured,
+        MockExchange([market], START_BALANCES, api_key=key, api_secret=secret) as mock,
+    ):
+        asyncio.run(scenario(mock))
 
     texts = captured + [
         "".join(traceback.format_exception(error)) + repr(error) for error in errors
     ]
     texts += [path.read_text() for path in (tmp_path / "logs").glob("*.jsonl")]
-    everything = "\n".join(texts)
     assert sum("failed after" in line for line in captured) >= 12
     assert len(errors) >= 12
-    assert {type(e).__name__ for e in errors} >= {
-        "BrokerTimeoutError",
-        "RateLimitError",
-        "BrokerUnavailableError",
-        "InsufficientFundsError",
-        "RestrictedSymbolError",
-        "APIChangedError",
-        "NetworkError",
-        "AuthenticationError",
-    }
+    assert {type(e).__name__ for e in errors} >= PROVOKED_ERRORS
     assert sum(r.event is BrokerEvent.ERROR for r in read_logs(tmp_path / "logs")) >= 12
-    assert key not in everything
-    assert secret not in everything
+    assert_secrets_absent(texts, key, secret)
