@@ -42,11 +42,13 @@ from actors.adapters.learning import (
     HealthState,
     PatternReport,
     PerformanceTracker,
+    Recommendation,
     RetryHandler,
     RetryParams,
     RouterConfig,
     RoutingStrategy,
 )
+from actors.adapters.learning.intelligence import AvoidWindow
 from actors.adapters.learning.logs import load_learned
 from actors.adapters.member import broker_of
 from actors.adapters.pool import BrokerPool, RayPool
@@ -56,17 +58,21 @@ from cycle.config import FluxtradeConfig
 from cycle.errors import (
     APIChangedError,
     BrokerTimeoutError,
+    ConfigError,
     FluxtradeError,
     InvalidOrderError,
     TemporaryError,
 )
 from cycle.messages import (
     ORDER_TRANSITIONS,
+    TRAINER_DEPLOY_TOPIC,
     AgentMessage,
     Bar,
     BrokerReport,
+    DeployCommand,
     ExecutionPlan,
     Fill,
+    MessageKind,
     Order,
     OrderStatus,
     utc_now,
@@ -135,6 +141,8 @@ class AdaptersAgent(Agent):
         self.fees: dict[str, float] = {b.name: 0.0 for b in self.config.brokers}
         self.patterns: dict[str, PatternReport] = {}
         self.recovery: dict[str, float] = {}
+        self.trained_avoid: dict[str, tuple[AvoidWindow, ...]] = {}
+        self.deployment: DeployCommand | None = None
         venues = {
             b.name: PooledBroker(
                 b.name,
@@ -376,7 +384,8 @@ class AdaptersAgent(Agent):
             if metrics.count == 0:
                 continue
             recommendation = self.intelligence.update_recommendations(
-                name, metrics, self.patterns.get(name), self.recovery.get(name)
+                name, metrics, self.patterns.get(name), self.recovery.get(name),
+                self.trained_avoid.get(name, ()),
             )
             self.retry.set_params(name, recommendation.retry)
 
@@ -466,7 +475,10 @@ class AdaptersAgent(Agent):
 
     def on_message(self, message: AgentMessage) -> dict[str, Any]:
         """``brokers``: each broker's health, score, retry schedule and flags.
-        ``clear_flags`` (payload ``broker``): a human has looked at a flagged broker."""
+        ``clear_flags`` (payload ``broker``): a human has looked at a flagged broker.
+        COMMAND ``trainer.deploy``: the trainer's recommendations per broker."""
+        if message.kind is MessageKind.COMMAND and message.topic == TRAINER_DEPLOY_TOPIC:
+            return self.deploy(DeployCommand.model_validate(message.payload))
         if message.topic == "clear_flags":
             broker = str(message.payload["broker"])
             self.venue_health.clear(broker)
@@ -483,6 +495,43 @@ class AdaptersAgent(Agent):
                 for name in self.counts
             }
         return super().on_message(message)
+
+    def deploy(self, command: DeployCommand) -> dict[str, Any]:
+        """Install a trained version's recommendations: score, windows to avoid, retry schedule.
+
+        Each broker's recommendation is applied exactly as sent; live learning then goes on from
+        it (scores and retry schedules follow the broker's record, the trained windows to avoid
+        stay until the next deployment). A broker the version does not name loses its trained
+        windows: a version is the whole of the trained advice (version 0 is none).
+
+        Raises:
+            ConfigError: Not the adapters agent's command, an unknown broker or an invalid
+                recommendation; nothing is applied.
+        """
+        if command.agent != "adapters":
+            raise ConfigError(f"the adapters agent runs its brokers, not {command.agent!r}")
+        if self.deployment is not None and self.deployment.deployment_id == command.deployment_id:
+            return {"version": self.deployment.version, "brokers": sorted(self.trained_avoid)}
+        raw = command.params["recommendations"]
+        unknown = sorted(set(raw) - set(self.counts))
+        if unknown:
+            raise ConfigError(f"trainer.deploy: unknown brokers {unknown}")
+        recommendations = {b: Recommendation.model_validate(r) for b, r in raw.items()}
+        mismatched = sorted(b for b, r in recommendations.items() if r.broker != b)
+        if mismatched:
+            raise ConfigError(f"trainer.deploy: recommendations filed under others {mismatched}")
+        self.intelligence.restore(
+            {b: r.model_dump(mode="json") for b, r in recommendations.items()}
+        )
+        for broker, recommendation in recommendations.items():
+            self.retry.set_params(broker, recommendation.retry)
+        self.trained_avoid = {b: r.avoid for b, r in recommendations.items()}
+        self.deployment = command
+        self.log.info(
+            "{} of broker recommendations version {}: {}", command.kind, command.version,
+            {b: round(r.score, 3) for b, r in recommendations.items()} or "none",
+        )
+        return {"version": command.version, "brokers": sorted(recommendations)}
 
     # persistence ----------------------------------------------------------------------------
 
@@ -505,6 +554,11 @@ class AdaptersAgent(Agent):
             "retry": self.retry.snapshot(),
             "api": self.api.snapshot(),
             "router": self.router.snapshot(),
+            "trained_avoid": {
+                b: [w.model_dump(mode="json") for w in windows]
+                for b, windows in self.trained_avoid.items()
+            },
+            "deployment": self.deployment.model_dump(mode="json") if self.deployment else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -526,6 +580,12 @@ class AdaptersAgent(Agent):
         self.retry.restore(state["retry"])
         self.api.restore(state["api"])
         self.router.restore(state["router"])
+        self.trained_avoid = {
+            b: tuple(AvoidWindow.model_validate(w) for w in windows)
+            for b, windows in state.get("trained_avoid", {}).items()
+        }
+        if state.get("deployment"):
+            self.deployment = DeployCommand.model_validate(state["deployment"])
 
 
 def _newer(known: Order, order: Order) -> bool:

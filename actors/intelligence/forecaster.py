@@ -577,6 +577,7 @@ class Forecaster:
     ) -> None:
         self.config = config or ForecasterConfig()
         self.report: TrainReport | None = None
+        self._agent_id = agent_id
         self._log = logger.bind(agent_id=agent_id)
         self._net: nn.Module | None = None
         self._mean: np.ndarray | None = None
@@ -628,9 +629,13 @@ class Forecaster:
         return np.clip(z, -self.config.clip_value, self.config.clip_value).astype(np.float32)
 
     def _prepare(
-        self, frames: Mapping[str, pd.DataFrame]
+        self, frames: Mapping[str, pd.DataFrame], *, fit_normalisation: bool = True
     ) -> tuple[_Split, _Split, _Split, np.ndarray]:
-        """Per-symbol features and splits, train-only statistics, then windows per split."""
+        """Per-symbol features and splits, train-only statistics, then windows per split.
+
+        ``fit_normalisation=False`` keeps the statistics the model already has (a fine-tune: the
+        network's inputs must keep meaning what they meant when it learnt them).
+        """
         cfg = self.config
         offsets = np.arange(-cfg.window + 1, 1)
         per_symbol: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]] = []
@@ -651,9 +656,10 @@ class Forecaster:
             per_symbol.append((feats, labels, prev_up, splits))
 
         stacked = np.concatenate(train_rows)
-        self._mean = stacked.mean(axis=0)
-        std = stacked.std(axis=0)
-        self._std = np.where(std > _EPS, std, 1.0)
+        if fit_normalisation:
+            self._mean = stacked.mean(axis=0)
+            std = stacked.std(axis=0)
+            self._std = np.where(std > _EPS, std, 1.0)
 
         parts: list[list[tuple[np.ndarray, ...]]] = [[], [], []]
         for sym_id, (feats, labels, prev_up, splits) in enumerate(per_symbol):
@@ -689,6 +695,43 @@ class Forecaster:
         """
         if not frames:
             raise ConfigError("fit needs at least one symbol's bars")
+        return self._train(frames, warm=False)
+
+    def fine_tuned(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        *,
+        epochs: int,
+        learning_rate: float,
+        num_threads: int | None = None,
+        max_train_seconds: float | None = None,
+    ) -> Forecaster:
+        """A copy of this model trained further on ``frames``: the warm start of a fine-tune.
+
+        The copy keeps this model's architecture and normalisation statistics and starts from
+        its weights with a fresh optimiser; early stopping starts from this model's own
+        validation loss on the new data, so a fine-tune that never improves on it returns these
+        weights unchanged. This model is left as it is (the live engine may be using it).
+        """
+        self._require_fitted()
+        assert self._net is not None
+        if not frames:
+            raise ConfigError("fine_tuned needs at least one symbol's bars")
+        changes: dict[str, Any] = {"epochs": epochs, "learning_rate": learning_rate}
+        if num_threads is not None:
+            changes["num_threads"] = num_threads
+        if max_train_seconds is not None:
+            changes["max_train_seconds"] = max_train_seconds
+        config = ForecasterConfig.model_validate({**self.config.model_dump(), **changes})
+        tuned = Forecaster(config, agent_id=self._agent_id)
+        tuned._mean, tuned._std = self.normalisation
+        tuned._net = _build_net(len(config.features), config)
+        tuned._net.load_state_dict(self._net.state_dict())
+        tuned._train(frames, warm=True)
+        return tuned
+
+    def _train(self, frames: Mapping[str, pd.DataFrame], *, warm: bool) -> TrainReport:
+        """Train (from fresh weights, or from the current ones when ``warm``) and score."""
         cfg = self.config
         started = time.perf_counter()
         with (
@@ -697,15 +740,19 @@ class Forecaster:
             torch.random.fork_rng(devices=[]),
         ):
             torch.manual_seed(cfg.seed)
-            train, val, test, _ = self._prepare(frames)
-            net = _build_net(train.x.shape[2], cfg)
-            self._net = net
-            epochs_run, best_epoch, stop_reason = self._train_loop(net, train, val, started)
+            train, val, test, _ = self._prepare(frames, fit_normalisation=not warm)
+            if not warm:
+                self._net = _build_net(train.x.shape[2], cfg)
+            assert self._net is not None
+            epochs_run, best_epoch, stop_reason = self._train_loop(
+                self._net, train, val, started, keep_start=warm
+            )
             report = self._score(frames, train, val, test, epochs_run, best_epoch, stop_reason)
         report = report.model_copy(update={"seconds": time.perf_counter() - started})
         self.report = TrainReport.model_validate(report.model_dump())
         self._log.info(
-            "forecaster trained: test acc {:.4f}, best baseline {:.4f}, beats={} in {:.1f}s",
+            "forecaster {}: test acc {:.4f}, best baseline {:.4f}, beats={} in {:.1f}s",
+            "fine-tuned" if warm else "trained",
             report.test_accuracy,
             max(report.baselines.values()),
             report.beats_baselines,
@@ -714,8 +761,13 @@ class Forecaster:
         return self.report
 
     def _train_loop(
-        self, net: nn.Module, train: _Split, val: _Split, started: float
+        self, net: nn.Module, train: _Split, val: _Split, started: float, *, keep_start: bool
     ) -> tuple[int, int, Literal["epochs", "early_stop", "time_cap"]]:
+        """Epochs with early stopping on the validation loss; the best epoch's weights are kept.
+
+        With ``keep_start`` the starting weights compete as epoch 0 (a fine-tune must not end
+        worse on validation than where it began).
+        """
         cfg = self.config
         opt = torch.optim.AdamW(
             net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -724,7 +776,7 @@ class Forecaster:
         x_train = torch.from_numpy(train.x)
         y_train = torch.from_numpy(train.y.astype(np.float32))
         gen = torch.Generator().manual_seed(cfg.seed)
-        best_loss = math.inf
+        best_loss = _log_loss(val.y, self._proba_array(net, val.x)) if keep_start else math.inf
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         best_epoch = 0
         since_best = 0

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter, deque
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from actors.base import Agent
+from actors.intelligence.forecaster import Forecaster
 from actors.strategy.composer import Composer, Vote, blend, target_position
 from actors.strategy.library import OHLCV, Strategy
-from cycle.config import StrategyConfig, describe_validation_error
+from cycle.config import PROJECT_ROOT, StrategyConfig, describe_validation_error
 from cycle.errors import ConfigError, StrategyError
 from cycle.messages import (
     STRATEGY_SWAP_TOPIC,
+    TRAINER_DEPLOY_TOPIC,
     AgentMessage,
+    DeployCommand,
+    MessageKind,
     StrategyDecision,
     StrategyInputs,
     StrategySwap,
@@ -73,6 +78,8 @@ class StrategyAgent(Agent):
         )
         self.owners: dict[str, str] = {}
         self.swapped: StrategySwap | None = None
+        self.forecaster_deployment: DeployCommand | None = None
+        self.forecaster_model: Forecaster | None = None
         for name, strategy in self.strategies.items():
             if strategy.unavailable:
                 self.log.warning("strategy {} is flat: {}", name, strategy.unavailable)
@@ -158,6 +165,10 @@ class StrategyAgent(Agent):
             "failures": dict(self.failures),
             "owners": dict(self.owners),
             "swap": self.swapped.model_dump(mode="json") if self.swapped else None,
+            "forecaster": (
+                self.forecaster_deployment.model_dump(mode="json")
+                if self.forecaster_deployment else None
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -169,12 +180,79 @@ class StrategyAgent(Agent):
         self.owners = dict(state.get("owners", {}))
         if state.get("swap"):
             self._install(StrategySwap.model_validate(state["swap"]))
+        if state.get("forecaster"):
+            command = DeployCommand.model_validate(state["forecaster"])
+            try:
+                self.deploy(command)
+            except ConfigError as error:
+                self.log.error(
+                    "forecaster version {} not restored, trading the config's model: {}",
+                    command.version, error,
+                )
 
     def on_message(self, message: AgentMessage) -> dict[str, Any]:
-        """COMMAND ``strategy.swap``: trade the meta-agent's choice from the next step on."""
+        """COMMAND ``strategy.swap``: trade the meta-agent's choice from the next step on.
+        COMMAND ``trainer.deploy``: trade a re-trained (or rolled-back) forecaster."""
         if message.topic == STRATEGY_SWAP_TOPIC:
             return self.swap(StrategySwap.model_validate(message.payload))
+        if message.kind is MessageKind.COMMAND and message.topic == TRAINER_DEPLOY_TOPIC:
+            return self.deploy(DeployCommand.model_validate(message.payload))
         return super().on_message(message)
+
+    def deploy(self, command: DeployCommand) -> dict[str, Any]:
+        """Every strategy that reads the forecaster trades the version's model from now on.
+
+        ``params["artifact"]`` is the model file (``None``: a version without a model, which
+        makes those strategies flat). The file must be readable from this actor's node; the
+        trainer's ``artifacts`` folder is shared storage on a cluster. The same deployment sent
+        twice is applied once.
+
+        Raises:
+            ConfigError: The command is not the forecaster's, its file cannot be loaded, or the
+                model needs more bars than the engine keeps; the engine keeps its model.
+        """
+        if command.agent != "forecaster":
+            raise ConfigError(f"the strategy engine runs the forecaster, not {command.agent!r}")
+        known = self.forecaster_deployment
+        if known is not None and known.deployment_id == command.deployment_id:
+            return {"version": known.version, "artifact": known.params.get("artifact")}
+        artifact = command.params.get("artifact")
+        self.forecaster_model = None if artifact is None else self._load_model(str(artifact))
+        self.forecaster_deployment = command
+        users = self._use_deployed_forecaster()
+        self.log.info(
+            "{} of forecaster version {} ({}) to {}", command.kind, command.version,
+            artifact, users or "no strategy (none reads the forecaster)",
+        )
+        return {"version": command.version, "artifact": artifact, "strategies": users}
+
+    def _use_deployed_forecaster(self) -> list[str]:
+        """Hand the deployed model to every strategy that reads one; their names."""
+        assert self.forecaster_deployment is not None
+        reason = f"forecaster version {self.forecaster_deployment.version} has no model"
+        return [
+            name for name, strategy in self.strategies.items()
+            if strategy.use_forecaster(self.forecaster_model, reason)
+        ]
+
+    def _load_model(self, artifact: str) -> Forecaster:
+        path = Path(artifact)
+        path = path if path.is_absolute() else PROJECT_ROOT / path
+        if not path.is_file():
+            raise ConfigError(f"trainer.deploy: no forecaster file at {path} on this node")
+        try:
+            model = Forecaster.load(path, agent_id=self.agent_id)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is a refusal
+            raise ConfigError(
+                f"trainer.deploy: forecaster file {path} unreadable: {error}"
+            ) from error
+        history = self.config.data.history_bars
+        if model.required_bars > history:
+            raise ConfigError(
+                f"trainer.deploy: the model needs {model.required_bars} bars but "
+                f"data.history_bars is {history}"
+            )
+        return model
 
     def swap(self, swap: StrategySwap) -> dict[str, Any]:
         """Replace the strategies with the chosen one; windows (bar history) are kept, so it
@@ -199,6 +277,8 @@ class StrategyAgent(Agent):
                 f"data.history_bars is {history}"
             )
         self.strategies = {swap.strategy.name: strategy}
+        if self.forecaster_deployment is not None:
+            self._use_deployed_forecaster()
         self.composer = Composer(
             self.strategies, self.composer.risk,
             off_regime_factor=self.composer.off_regime_factor,

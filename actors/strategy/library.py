@@ -21,6 +21,7 @@ clearer signal before a strategy commits, and risk shrinks the sizes on top.
 from __future__ import annotations
 
 import math
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -109,6 +110,14 @@ class Strategy(ABC):
     def unavailable(self) -> str:
         """Why the strategy cannot speak (it is then flat), or "" when it can."""
         return ""
+
+    def use_forecaster(self, model: Forecaster | None, reason: str) -> bool:
+        """Trade a new forecaster from now on (``None``: none; ``reason`` says why).
+
+        Returns whether this strategy reads a forecaster at all; the trainer deploys re-trained
+        models through it.
+        """
+        return False
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -438,14 +447,18 @@ class ForecasterStrategy(Strategy):
     def __init__(self, name: str, params: dict[str, Any] | None = None) -> None:
         super().__init__(name, params)
         loaded = load_forecaster(self.params.model_path)
-        self.model = loaded if isinstance(loaded, Forecaster) else None
-        self._unavailable = "" if self.model is not None else str(loaded)
-        if self._unavailable:
-            logger.bind(agent_id="strategy").warning("{} is flat: {}", name, self._unavailable)
+        self.use_forecaster(loaded if isinstance(loaded, Forecaster) else None, str(loaded))
 
     @property
     def unavailable(self) -> str:
         return self._unavailable
+
+    def use_forecaster(self, model: Forecaster | None, reason: str) -> bool:
+        self.model = model
+        self._unavailable = "" if model is not None else reason
+        if self._unavailable:
+            logger.bind(agent_id="strategy").warning("{} is flat: {}", self.name, reason)
+        return True
 
     @property
     def warmup(self) -> int:
@@ -483,23 +496,24 @@ def _columns(bars: OHLCV) -> dict[str, FloatArray]:
     }
 
 
-_LATEST: dict[int, tuple[bytes, float]] = {}
+_LATEST: weakref.WeakKeyDictionary[Forecaster, tuple[bytes, float]] = weakref.WeakKeyDictionary()
 
 
 def _latest_proba(model: Forecaster, bars: OHLCV) -> float:
     """P(up) after the last bar, remembered for the window it was computed on.
 
     The forecaster strategy and the ensemble ask the same model about the same window in the
-    same cycle; the key is the window's bytes, so a different window is never answered from it.
+    same cycle; the key is the model itself (held weakly: a model deployed in its place is a
+    different key) and the window's bytes, so a different window is never answered from it.
     """
     need = model.required_bars
     columns = {k: v[-need:] for k, v in _columns(bars).items()}
     key = np.concatenate(list(columns.values())).tobytes()
-    remembered = _LATEST.get(id(model))
+    remembered = _LATEST.get(model)
     if remembered is not None and remembered[0] == key:
         return remembered[1]
     proba = model.predict_proba(columns)
-    _LATEST[id(model)] = (key, proba)
+    _LATEST[model] = (key, proba)
     return proba
 
 
@@ -583,6 +597,9 @@ class Ensemble(Strategy):
 
     def _ml_weight(self) -> float:
         return 0.0 if self.forecaster.unavailable else self.params.ml_weight
+
+    def use_forecaster(self, model: Forecaster | None, reason: str) -> bool:
+        return self.forecaster.use_forecaster(model, reason)
 
     def signals(self, bars: OHLCV, flux: float = 0.0) -> tuple[FloatArray, FloatArray]:
         technical = np.mean([m.weights(bars, flux) for m in self.members], axis=0)

@@ -204,6 +204,17 @@ class Analytics:
             higher_is_better=spec.higher_is_better, alert=alert,
         )
 
+    def alert_state(self) -> dict[str, int]:
+        """When each metric last alerted, JSON-able: a restarted trainer keeps the cooldowns."""
+        return {f"{agent}|{metric}": cycle for (agent, metric), cycle in self.last_alert.items()}
+
+    def restore_alerts(self, state: dict[str, int] | None) -> None:
+        """Take :meth:`alert_state` back (``None``: nothing saved yet)."""
+        self.last_alert = {
+            tuple(key.split("|", 1)): int(cycle)  # type: ignore[misc]
+            for key, cycle in (state or {}).items()
+        }
+
     def alerts(self, outcomes: Sequence[CycleOutcome]) -> list[PerformanceAlert]:
         """New alerts at the latest cycle (each metric at most once per window)."""
         if len(outcomes) < 2 * self.window:

@@ -12,9 +12,9 @@ The four strategies:
 * :class:`EnsembleTraining`: strategy weights from each member's t-statistic of realised paper
   PnL, soft-thresholded so that noise leaves the weights where they are, moved by at most
   ``trainer.max_weight_step`` per deployment and kept within the learner's bounds.
-* :class:`ForecasterTraining`: re-fits the torch forecaster on the window (the forecaster has no
-  warm-start API, so a CONTINUOUS session is a short re-fit on recent bars and a BATCH one a full
-  re-fit); the model file is the version's artifact.
+* :class:`ForecasterTraining`: a CONTINUOUS session fine-tunes the live torch forecaster on the
+  recent window (warm start: its weights and normalisation, a few epochs); a BATCH one re-fits it
+  from scratch on the whole window. The model file is the version's artifact.
 * :class:`AdaptersTraining`: replays broker outcomes (and broker logs, when configured) through
   :class:`PatternAnalyzer` and :class:`BrokerIntelligence` into per-broker recommendations.
 * :class:`ConditionsTraining`: searches the regime thresholds around the live ones.
@@ -203,13 +203,13 @@ def _frame(bars: np.ndarray) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 CONTINUOUS_EPOCHS = 8
-"""Epochs of a CONTINUOUS forecaster re-fit: a short refresh on recent bars."""
+"""Epochs of a CONTINUOUS fine-tune of the live forecaster on recent bars."""
 
 _CACHED_MODELS = 4
 
 
 class ForecasterTraining(TrainingStrategy):
-    """Re-fits the torch forecaster on the window's bars; scores minus the held-out log-loss.
+    """Fine-tunes or re-fits the torch forecaster; scores minus the held-out log-loss.
 
     The learning rate is the optimiser's. A candidate's weights go to
     ``<artifacts>/forecaster/<id>.pt``; the version's params name that file, which is kept for as
@@ -250,19 +250,25 @@ class ForecasterTraining(TrainingStrategy):
 
     def fit(self, train: Sequence[CycleOutcome], current: Params, settings: FitSettings) -> Params:
         live = self.model(current)
-        base = live.config if live is not None else ForecasterConfig()
         trainer = self.config.trainer
-        epochs = CONTINUOUS_EPOCHS if settings.mode is TrainingMode.CONTINUOUS else base.epochs
-        config = base.model_copy(update={
-            "learning_rate": settings.learning_rate,
-            "num_threads": trainer.forecaster_threads,
-            "max_train_seconds": trainer.forecaster_max_seconds,
-            "epochs": min(epochs, base.epochs),
-        })
-        config = ForecasterConfig.model_validate(config.model_dump())
         frames = {s: _frame(symbol_bars(train, s)[1]) for s in self.config.symbols}
-        model = Forecaster(config, agent_id="trainer")
-        model.fit({s: f for s, f in frames.items() if len(f)})
+        frames = {s: f for s, f in frames.items() if len(f)}
+        if settings.mode is TrainingMode.CONTINUOUS and live is not None:
+            model = live.fine_tuned(
+                frames, epochs=min(CONTINUOUS_EPOCHS, live.config.epochs),
+                learning_rate=settings.learning_rate, num_threads=trainer.forecaster_threads,
+                max_train_seconds=trainer.forecaster_max_seconds,
+            )
+        else:
+            base = live.config if live is not None else ForecasterConfig()
+            config = ForecasterConfig.model_validate({
+                **base.model_dump(),
+                "learning_rate": settings.learning_rate,
+                "num_threads": trainer.forecaster_threads,
+                "max_train_seconds": trainer.forecaster_max_seconds,
+            })
+            model = Forecaster(config, agent_id="trainer")
+            model.fit(frames)
         path = self.folder / f"{uuid.uuid4().hex[:12]}.pt"
         model.save(path)
         return {"artifact": str(path)}

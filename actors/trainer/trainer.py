@@ -159,6 +159,7 @@ class Trainer:
             config.trainer.alert_drop_se,
             365 * 86400 / config.data.timeframe_seconds,
         )
+        self.analytics.restore_alerts(self.store.load_state("alerts"))
         self.outcomes: list[CycleOutcome] = self.store.load_outcomes()
         self.requests: deque[tuple[str, TrainingMode]] = deque()
         self.events: list[TrainerEvent] = []
@@ -238,7 +239,10 @@ class Trainer:
         self.store.set_active(command.agent, command.replaces, stack)
 
     def _check_alerts(self) -> None:
-        for alert in self.analytics.alerts(self.outcomes):
+        alerts = self.analytics.alerts(self.outcomes)
+        if alerts:
+            self.store.save_state("alerts", self.analytics.alert_state())
+        for alert in alerts:
             self.log.warning("performance alert: {}", alert.reason)
             self.events.append(TrainerEvent(
                 kind="performance_alert", cycle=alert.cycle, payload=alert.model_dump(mode="json")

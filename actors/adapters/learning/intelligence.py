@@ -132,14 +132,17 @@ class BrokerIntelligence:
         metrics: BrokerMetrics,
         patterns: PatternReport | None = None,
         recovery_s: float | None = None,
+        trained_avoid: tuple[AvoidWindow, ...] = (),
     ) -> Recommendation:
         """Recompute a broker's score, windows to avoid and retry schedule.
 
         Args:
             broker: Broker name.
             metrics: Its recent performance.
-            patterns: Its pattern report, if one was analysed (windows come only from it).
+            patterns: Its pattern report, if one was analysed.
             recovery_s: Its typical outage length, for the retry patience.
+            trained_avoid: Windows a deployed training version says to avoid; kept beside the
+                pattern report's (windows come only from these two).
         """
         previous = self._recommendations.get(broker)
         current_retry = previous.retry if previous else self._default_retry
@@ -151,7 +154,9 @@ class BrokerIntelligence:
         recommendation = Recommendation(
             broker=broker,
             score=priority_score(metrics, self.weights),
-            avoid=avoid_windows(patterns.patterns) if patterns else (),
+            avoid=tuple(dict.fromkeys(
+                (avoid_windows(patterns.patterns) if patterns else ()) + trained_avoid
+            )),
             retry=retry,
             updated_at=self._clock(),
         )

@@ -260,6 +260,29 @@ def test_same_seed_gives_identical_weights(eth: pd.DataFrame) -> None:
     assert not _weights_equal(first, other)
 
 
+def test_fine_tune_starts_from_the_weights_and_never_ends_worse_on_validation(
+    eth: pd.DataFrame, eth_model: tuple[Forecaster, TrainReport]
+) -> None:
+    base = eth_model[0]
+    before = base.state_dict()
+    recent = {"ETH_BTC": eth.iloc[-1500:]}
+    reckless = base.fine_tuned(recent, epochs=2, learning_rate=1.0)
+    tuned = base.fine_tuned(recent, epochs=3, learning_rate=3e-3)
+
+    assert _weights_equal(reckless, base)
+    assert reckless.report is not None and reckless.report.best_epoch == 0
+    base_val_loss = reckless.report.val_log_loss
+    assert tuned.report is not None
+    assert tuned.report.val_log_loss <= base_val_loss
+    assert tuned.report.best_epoch > 0 and not _weights_equal(tuned, base)
+    for kept, fitted in zip(tuned.normalisation, base.normalisation, strict=True):
+        np.testing.assert_array_equal(kept, fitted)
+    assert tuned.config == base.config.model_copy(update={"epochs": 3, "learning_rate": 3e-3})
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    with pytest.raises(ConfigError, match="no weights"):
+        Forecaster(TINY).fine_tuned(recent, epochs=1, learning_rate=1e-3)
+
+
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_save_load_round_trip_predicts_identically(
     kind: str, eth: pd.DataFrame, eth_model: tuple[Forecaster, TrainReport], tmp_path: Path

@@ -44,7 +44,7 @@ def test_outcomes_reach_the_trainer_and_deployments_reach_the_learner_between_cy
     chosen = {n: (0.4 if i == 0 else 0.6 / (len(names) - 1)) for i, n in enumerate(names)}
     live, stack = trainer.store.active("ensemble")
     trainer._deploy("ensemble", {"weights": chosen}, None, live, stack)
-    trainer._deploy("conditions", {"thresholds": {"trend_threshold": 2.5}}, None, 0, [])
+    trainer._deploy("conditions", {"thresholds": {"window": 24}}, None, 0, [])
     alert = PerformanceAlert(agent="ensemble", metric="rolling_sharpe", cycle=60, current=-1.0,
                              baseline=2.0, z=-4.5, forecast=-2.0, reason="ensemble sagged")
     request = ReevaluationRequest(run_id="run", cycle=60, alert=alert)
@@ -58,7 +58,8 @@ def test_outcomes_reach_the_trainer_and_deployments_reach_the_learner_between_cy
     assert agents["learner"].weights == chosen and report.weights == chosen
     assert trainer.store.version("ensemble", live + 1).applied == "applied (deploy)"
     refused = trainer.store.version("conditions", 1).applied
-    assert refused.startswith("refused: ValueError: unknown topic 'trainer.deploy'")
+    assert refused.startswith("refused: ConfigError: trainer.deploy: {'window': (48, 24)}")
+    assert agents["conditions"].thresholds.window == 48
     assert trainer.store.active("conditions") == (0, [])
     ensemble = trainer.store.sessions("ensemble")
     assert [(s.cycle, s.mode.value, s.outcome) for s in ensemble][3:] == [

@@ -152,3 +152,15 @@ def test_a_drop_in_live_performance_requests_a_meta_reevaluation_and_a_batch_ref
     assert request.payload["run_id"] == "run" and 300 < request.cycle <= 360
     assert trainer.planner.plans["ensemble"].wants_batch.startswith("ensemble")
     assert trainer.feedback().events == ()
+
+    fired = dict(trainer.analytics.last_alert)
+    trainer.close()
+    restarted = Trainer(config, "run")
+    last = outcomes_from(pnl)[-1]
+    restarted.record(TrainerBatch(outcomes=(last.model_copy(update={"cycle": 361}),)))
+    assert {key: restarted.analytics.last_alert[key] for key in fired} == fired
+    again = [
+        (e.payload["agent"], e.payload["metric"])
+        for e in restarted.feedback().events if e.kind == "performance_alert"
+    ]
+    assert fired and not set(again) & set(fired)

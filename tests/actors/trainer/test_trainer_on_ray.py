@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import statistics
 import uuid
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.ray
 def test_continuous_loop_trains_beside_the_cycles_and_stops_with_the_run(
     ray_session, tmp_path
 ) -> None:
-    config = trainer_config(tmp_path, agents=["ensemble"])
+    config = trainer_config(tmp_path, agents=["ensemble"], analytics_window=5, alert_drop_se=0.5)
     run_id = f"test-{uuid.uuid4().hex[:6]}"
     handles = create_agents(config)
     handles["trainer"] = create_trainer(config, run_id)
@@ -27,6 +28,7 @@ def test_continuous_loop_trains_beside_the_cycles_and_stops_with_the_run(
         ray_session.get(coordinator.start.remote())
         reports = ray_session.get([coordinator.run_cycle.remote() for _ in range(50)])
         running = ray_session.get(handles["trainer"].status.remote())
+        desk = ray_session.get(coordinator.status.remote())
         ray_session.get(coordinator.shutdown.remote())
         stopped = ray_session.get(handles["trainer"].status.remote())
         with pytest.raises(ValueError, match="ensemble version 0 is already live"):
@@ -54,3 +56,10 @@ def test_continuous_loop_trains_beside_the_cycles_and_stops_with_the_run(
     ).fetchone()[0]
     assert observed == 50
     assert (config.report.resolved() / "training.html").is_file()
+    requested = db.execute(
+        "SELECT cycle, payload FROM events WHERE run_id = ? AND kind = ? ORDER BY seq",
+        (run_id, "meta_reevaluation_requested"),
+    ).fetchall()
+    assert requested, "a sensitive alert threshold must have asked for a re-evaluation"
+    reason = json.loads(requested[-1][1])["alert"]["reason"]
+    assert desk["reevaluation_due"].endswith(f"trainer: {reason}")
