@@ -90,14 +90,11 @@ class StopFlag:
 def run(config: FluxtradeConfig, run_id: str, quiet: bool) -> int:
     import ray
 
-    from actors.factory import create_agents, create_coordinator, create_trainer, destroy
+    from actors.factory import create_desk, destroy
 
     flag = StopFlag()
-    handles = create_agents(config)
-    if config.trainer.enabled:
-        handles["trainer"] = create_trainer(config, run_id)
-    coordinator = create_coordinator(config, run_id)
-    handles["coordinator"] = coordinator
+    handles = create_desk(config, run_id)
+    coordinator = handles["coordinator"]
     try:
         resumed = ray.get(coordinator.start.remote())
         print(f"run {run_id}{' (resumed)' if resumed else ''}: {', '.join(config.symbols)}", flush=True)

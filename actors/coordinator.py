@@ -77,6 +77,16 @@ class RayGateway:
     def health(self, timeout_s: float) -> dict[str, HealthReport | str]:
         return self._fan_out("health", timeout_s)
 
+    def trainer_health(self, timeout_s: float) -> HealthReport | str:
+        """The trainer's health, for the run summary (it is not a supervised cycle role)."""
+        assert self.trainer is not None
+        try:
+            return ray.get(self.trainer.health.remote(), timeout=timeout_s)
+        except GetTimeoutError:
+            return f"no answer within {timeout_s}s"
+        except RayError as error:
+            return f"actor lost: {type(error).__name__}"
+
     def snapshots(self, timeout_s: float) -> dict[str, dict[str, Any]]:
         return {r: s for r, s in self._fan_out("snapshot", timeout_s).items() if isinstance(s, dict)}
 
@@ -209,9 +219,13 @@ class Coordinator:
         }
 
     def agent_health(self) -> dict[str, Any]:
+        timeout = self.config.ray.health_timeout_s
+        answers = self.gateway.health(timeout)
+        if self.gateway.trainer is not None:
+            answers["trainer"] = self.gateway.trainer_health(timeout)
         return {
             role: h.model_dump(mode="json") if isinstance(h, HealthReport) else {"state": "lost", "error_count": -1, "error": h}
-            for role, h in self.gateway.health(self.config.ray.health_timeout_s).items()
+            for role, h in answers.items()
         }
 
     def shutdown(self) -> RunSummary | None:

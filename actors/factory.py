@@ -102,6 +102,16 @@ def create_coordinator(config: FluxtradeConfig, run_id: str) -> Any:
     )
 
 
+def create_desk(config: FluxtradeConfig, run_id: str) -> dict[str, Any]:
+    """Every actor of one run: the agents, the trainer when the config turns it on, and the
+    coordinator (under ``"coordinator"``); handles by actor name, for :func:`destroy`."""
+    handles = create_agents(config)
+    if config.trainer.enabled:
+        handles["trainer"] = create_trainer(config, run_id)
+    handles["coordinator"] = create_coordinator(config, run_id)
+    return handles
+
+
 def destroy(handles: dict[str, Any]) -> None:
     """Stop actors for good (no restart); used at the end of a run."""
     for handle in handles.values():

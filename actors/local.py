@@ -13,17 +13,23 @@ from actors.adapters.agent import AdaptersAgent
 from actors.adapters.pool import LocalPool
 from actors.base import Agent
 from actors.registry import AGENT_CLASSES
+from actors.trainer.trainer import TrainerAgent
 from cycle.config import ROLES, FluxtradeConfig
 from cycle.messages import AgentMessage, HealthReport, StepOutcome
 from cycle.steps import Call
 
 
-def build_local_agents(config: FluxtradeConfig) -> dict[str, Agent]:
+def build_local_agents(config: FluxtradeConfig, run_id: str = "local") -> dict[str, Agent]:
+    """Every agent of the desk, initialised; the trainer too when the config turns it on (it then
+    trains inline, between the cycles it observes, instead of on a background loop)."""
     agents: dict[str, Agent] = {}
     for role in ROLES:
         cls = AGENT_CLASSES[role]
         agents[role] = AdaptersAgent(config, pool=LocalPool(config)) if cls is AdaptersAgent else cls(config)
         agents[role].initialize()
+    if config.trainer.enabled:
+        agents["trainer"] = TrainerAgent(config, run_id=run_id)
+        agents["trainer"].initialize()
     return agents
 
 

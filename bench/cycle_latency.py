@@ -31,7 +31,7 @@ import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.factory import create_agents, create_coordinator, destroy  # noqa: E402
+from actors.factory import create_desk, destroy  # noqa: E402
 from actors.local import LocalGateway, build_local_agents  # noqa: E402
 from cycle.config import PROJECT_ROOT, load_config  # noqa: E402
 from cycle.steps import STEPS, CycleRunner  # noqa: E402
@@ -83,9 +83,8 @@ def symbols_config(count: int, folder: Path):
 
 def measure(count: int, cycles: int, warmup: int, folder: Path) -> dict:
     config = symbols_config(count, folder)
-    handles = create_agents(config)
-    coordinator = create_coordinator(config, f"bench-{count}")
-    handles["coordinator"] = coordinator
+    handles = create_desk(config, f"bench-{count}")
+    coordinator = handles["coordinator"]
     try:
         ray.get(coordinator.start.remote())
         ray.get([coordinator.run_cycle.remote() for _ in range(warmup)])

@@ -10,9 +10,10 @@ Three measurements, one run, one local Ray (2 CPUs):
    start and duration in the ledger.
 2. **Effect of one ADAPTIVE training run on held-out score**: after the measured cycles, one
    session per agent on the trained desk's own history, mode chosen by the adaptive planner.
-3. **Time of a BATCH re-fit of the forecaster**: one session on all bundled bars (3 symbols x
-   5,760 five-minute bars), fit plus held-out scoring, with the trainer's thread count, after
-   both desks are stopped.
+3. **Time of a forecaster fine-tune and of a BATCH re-fit**: a CONTINUOUS session (warm start
+   from the live model on the template's window) and a BATCH session on all bundled bars
+   (3 symbols x 5,760 five-minute bars), fit plus held-out scoring, with the trainer's thread
+   count, after both desks are stopped.
 4. **Effect of one ADAPTIVE run where there is something to learn**: a constructed market in
    which one of two strategies calls the next bar with a per-cycle Sharpe of 0.3; after 200
    cycles at uniform weights, one adaptive ensemble session.
@@ -43,7 +44,7 @@ import pandas as pd
 import ray
 from loguru import logger
 
-from actors.factory import create_agents, create_coordinator, create_trainer, destroy
+from actors.factory import create_desk, destroy
 from actors.learner import LearnerAgent
 from actors.trainer.store import TrainerStore
 from actors.trainer.trainer import Trainer
@@ -92,10 +93,7 @@ def make_config(folder: Path, trained: bool) -> FluxtradeConfig:
 
 def start_desk(name: str, config: FluxtradeConfig) -> Desk:
     run_id = f"bench-{name}"
-    handles = create_agents(config)
-    if config.trainer.enabled:
-        handles["trainer"] = create_trainer(config, run_id)
-    handles["coordinator"] = create_coordinator(config, run_id)
+    handles = create_desk(config, run_id)
     ray.get(handles["coordinator"].start.remote())
     return Desk(name, config, run_id, handles)
 
@@ -191,15 +189,18 @@ def forecaster_refit(folder: Path) -> None:
     })
     trainer = Trainer(config, "refit")
     trainer.outcomes = bundled_outcomes(config)
-    started = time.perf_counter()
-    session = trainer.train("forecaster", TrainingMode.BATCH)
-    wall = time.perf_counter() - started
-    print(f"\n3. forecaster BATCH re-fit on {len(trainer.outcomes)} bars x "
-          f"{len(config.symbols)} symbols, {config.trainer.forecaster_threads} torch thread(s)")
-    print(f"   session {session.duration_s:.1f} s (wall {wall:.1f} s); held-out "
-          f"{session.samples} samples: -log-loss {session.score_before:.5f} (live model) -> "
-          f"{session.score_after:.5f} (re-fit); {session.outcome}")
-    print(f"   {session.reason}")
+    print(f"\n3. forecaster sessions on the bundled bars ({len(trainer.outcomes)} x "
+          f"{len(config.symbols)} symbols), {config.trainer.forecaster_threads} torch thread(s)")
+    for mode, what in ((TrainingMode.CONTINUOUS, "fine-tune of the live model, last window"),
+                       (TrainingMode.BATCH, "re-fit from scratch, all bars")):
+        started = time.perf_counter()
+        session = trainer.train("forecaster", mode)
+        wall = time.perf_counter() - started
+        print(f"   {mode.value} ({what}, {session.window} cycles): session "
+              f"{session.duration_s:.1f} s (wall {wall:.1f} s); held-out {session.samples} "
+              f"samples: -log-loss {session.score_before:.5f} (live) -> "
+              f"{session.score_after:.5f}; {session.outcome}")
+        print(f"     {session.reason}")
     trainer.close()
 
 

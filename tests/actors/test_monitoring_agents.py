@@ -27,7 +27,8 @@ def test_learner_moves_weight_to_the_strategy_whose_signals_earn(tmp_path) -> No
         {"name": "sma_crossover", "class": "actors.strategy.library:SMACrossover"},
         {"name": "momentum", "class": "actors.strategy.library:Momentum"},
     ]
-    agent = LearnerAgent(make_config(tmp_path, strategies=strategies))
+    untrained = make_config(tmp_path, strategies=strategies, trainer={"enabled": False})
+    agent = LearnerAgent(untrained)
     agent.initialize()
     price = 1.0
     for cycle in range(1, 60):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.factory import create_agents, create_coordinator, destroy
+from actors.factory import create_desk, destroy
 from cycle.config import FluxtradeConfig
 from tests.conftest import make_config
 from tests.invariants import check_run
@@ -36,9 +36,8 @@ class Desk:
 def desk(ray_session, tmp_path) -> Iterator[Desk]:
     config = make_config(tmp_path)
     run_id = f"test-{uuid.uuid4().hex[:6]}"
-    handles = create_agents(config)
-    coordinator = create_coordinator(config, run_id)
-    handles["coordinator"] = coordinator
+    handles = create_desk(config, run_id)
+    coordinator = handles["coordinator"]
     ray_session.get(coordinator.start.remote())
     yield Desk(config, run_id, coordinator, handles)
     destroy(handles)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from actors.factory import create_agents, create_coordinator, destroy
+from actors.factory import create_desk, destroy
 from cycle.messages import StrategySwap
 from tests.conftest import make_config
 from tuning.candidates import Candidate
@@ -22,9 +22,8 @@ CHOSEN = Candidate(class_path="actors.strategy.library:SMACrossover",
 def test_coordinator_applies_a_requested_swap_before_the_next_cycle(ray_session, tmp_path) -> None:
     config = make_config(tmp_path)
     run_id = f"swap-{uuid.uuid4().hex[:6]}"
-    handles = create_agents(config)
-    coordinator = create_coordinator(config, run_id)
-    handles["coordinator"] = coordinator
+    handles = create_desk(config, run_id)
+    coordinator = handles["coordinator"]
     try:
         ray_session.get(coordinator.start.remote())
         ray_session.get([coordinator.run_cycle.remote() for _ in range(5)])

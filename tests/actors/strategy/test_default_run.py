@@ -17,7 +17,7 @@ def test_default_run_trades_several_library_strategies_and_explains_resizes(tmp_
     names = {s.name for s in config.strategies}
     assert names == {"sma_crossover", "momentum", "ema_momentum", "mean_reversion",
                      "donchian_breakout", "forecaster", "ensemble"}
-    agents = build_local_agents(config)
+    agents = build_local_agents(config, run_id="default")
     agents["ledger"].start_run({
         "run_id": "default", "config_hash": config.content_hash(),
         "config": config.model_dump(mode="json", by_alias=True),

@@ -20,7 +20,9 @@ from tests.actors.trainer.helpers import trainer_config
 
 
 def desk(config: FluxtradeConfig, trainer: TrainerAgent) -> tuple[CycleRunner, dict]:
-    agents = build_local_agents(config)
+    """The local desk of ``config`` with ``trainer`` in place of the one it builds."""
+    agents = build_local_agents(config, run_id="run")
+    agents["trainer"].teardown()
     agents["ledger"].start_run({
         "run_id": "run", "config_hash": config.content_hash(),
         "config": config.model_dump(mode="json", by_alias=True),

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from actors.factory import create_agents, create_coordinator, create_trainer, destroy
+from actors.factory import create_desk, destroy
 from tests.actors.trainer.helpers import trainer_config
 
 pytestmark = pytest.mark.ray
@@ -20,10 +20,8 @@ def test_continuous_loop_trains_beside_the_cycles_and_stops_with_the_run(
 ) -> None:
     config = trainer_config(tmp_path, agents=["ensemble"], analytics_window=5, alert_drop_se=0.5)
     run_id = f"test-{uuid.uuid4().hex[:6]}"
-    handles = create_agents(config)
-    handles["trainer"] = create_trainer(config, run_id)
-    coordinator = create_coordinator(config, run_id)
-    handles["coordinator"] = coordinator
+    handles = create_desk(config, run_id)
+    coordinator = handles["coordinator"]
     try:
         ray_session.get(coordinator.start.remote())
         reports = ray_session.get([coordinator.run_cycle.remote() for _ in range(50)])
