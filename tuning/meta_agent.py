@@ -481,11 +481,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def command_line_logging() -> None:
+    """Warnings and worse on stderr (``FLUXTRADE_LOG_LEVEL`` overrides): the searches print
+    their own progress and tables, which debug lines would bury."""
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("FLUXTRADE_LOG_LEVEL", "WARNING"))
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command_line_logging()
     config = load_config(args.config)
     if args.symbols:
         config = config.with_symbols(args.symbols.split(","))

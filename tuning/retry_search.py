@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import sys
@@ -488,12 +487,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tuning.meta_agent import connect
+    from tuning.meta_agent import command_line_logging, connect
 
     args = parse_args(argv)
-    logger.remove()
-    logger.add(sys.stderr, level=os.environ.get("FLUXTRADE_LOG_LEVEL", "WARNING"))
-    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    command_line_logging()
     folder = Path(args.logs)
     if args.demo:
         for broker in ("paper_fast", "paper_cheap"):
