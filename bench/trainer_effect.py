@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import ray
 from loguru import logger
 
 from actors.factory import create_desk, destroy
 from actors.learner import LearnerAgent
 from actors.trainer.store import TrainerStore
+from actors.trainer.strategies import replayed_outcomes
 from actors.trainer.trainer import Trainer
 from cycle.config import PROJECT_ROOT, FluxtradeConfig, load_config
 from cycle.messages import (
@@ -164,21 +164,6 @@ def cycle_time(args: argparse.Namespace, folder: Path) -> Desk:
     return trained
 
 
-def bundled_outcomes(config: FluxtradeConfig) -> list[CycleOutcome]:
-    frames = {s: pd.read_csv(config.data.path_of(s)) for s in config.symbols}
-    n = min(len(f) for f in frames.values())
-    columns = ["open", "high", "low", "close", "volume"]
-    rows = {s: f[columns].to_numpy() for s, f in frames.items()}
-    stamps = pd.to_datetime(frames[config.symbols[0]]["timestamp"], utc=True)
-    return [
-        CycleOutcome(
-            cycle=i + 1, market_time=stamps[i].to_pydatetime(), strategy_pnl={}, weights={},
-            ohlcv={s: tuple(float(x) for x in r[i]) for s, r in rows.items()},
-        )
-        for i in range(n)
-    ]
-
-
 def forecaster_refit(folder: Path) -> None:
     config = load_config(PROJECT_ROOT / "configs" / "default.yaml", {
         "ledger": {"path": str(folder / "refit" / "ledger.sqlite")},
@@ -188,7 +173,7 @@ def forecaster_refit(folder: Path) -> None:
                     "forecaster_max_seconds": 300.0},
     })
     trainer = Trainer(config, "refit")
-    trainer.outcomes = bundled_outcomes(config)
+    trainer.outcomes = replayed_outcomes(config)
     print(f"\n3. forecaster sessions on the bundled bars ({len(trainer.outcomes)} x "
           f"{len(config.symbols)} symbols), {config.trainer.forecaster_threads} torch thread(s)")
     for mode, what in ((TrainingMode.CONTINUOUS, "fine-tune of the live model, last window"),

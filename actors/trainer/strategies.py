@@ -184,6 +184,24 @@ class EnsembleTraining(TrainingStrategy):
 # --------------------------------------------------------------------------------------------
 
 
+def replayed_outcomes(config: FluxtradeConfig, cycles: int | None = None) -> list[CycleOutcome]:
+    """The config's candle files as the learn step would have recorded them, one cycle per bar
+    (the first ``cycles``, or as many as every symbol has): history to train on before a run."""
+    frames = {s: pd.read_csv(config.data.path_of(s)) for s in config.symbols}
+    count = min(len(f) for f in frames.values())
+    count = count if cycles is None else min(count, cycles)
+    columns = ["open", "high", "low", "close", "volume"]
+    rows = {s: f[columns].to_numpy() for s, f in frames.items()}
+    stamps = pd.to_datetime(frames[config.symbols[0]]["timestamp"], utc=True)
+    return [
+        CycleOutcome(
+            cycle=i + 1, market_time=stamps[i].to_pydatetime(), strategy_pnl={}, weights={},
+            ohlcv={s: tuple(float(x) for x in r[i]) for s, r in rows.items()},
+        )
+        for i in range(count)
+    ]
+
+
 def symbol_bars(
     outcomes: Sequence[CycleOutcome], symbol: str
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from actors.trainer.strategies import (
@@ -18,27 +17,12 @@ from actors.trainer.strategies import (
     ForecasterTraining,
     Params,
     TrainingStrategy,
+    replayed_outcomes,
 )
 from actors.trainer.templates import TEMPLATES, template_for
 from actors.trainer.trainer import Trainer, judge
-from cycle.config import FluxtradeConfig
 from cycle.messages import BrokerCall, CycleOutcome, TrainingMode
 from tests.actors.trainer.helpers import START, FakeClock, trainer_config
-
-
-def bundled_outcomes(config: FluxtradeConfig, cycles: int) -> list[CycleOutcome]:
-    """The bundled candles of every symbol, one cycle per bar, as the learn step records them."""
-    frames = {s: pd.read_csv(config.data.path_of(s)).head(cycles) for s in config.symbols}
-    columns = ["open", "high", "low", "close", "volume"]
-    rows = {s: f[columns].to_numpy() for s, f in frames.items()}
-    stamps = pd.to_datetime(frames[config.symbols[0]]["timestamp"], utc=True)
-    return [
-        CycleOutcome(
-            cycle=i + 1, market_time=stamps[i].to_pydatetime(), strategy_pnl={}, weights={},
-            ohlcv={s: tuple(float(x) for x in r[i]) for s, r in rows.items()},
-        )
-        for i in range(cycles)
-    ]
 
 
 def broker_outcomes(days: int, seed: int = 3) -> list[CycleOutcome]:
@@ -101,7 +85,7 @@ def test_adapters_without_patterns_keep_the_static_priority(tmp_path) -> None:
 
 def test_conditions_search_stays_on_its_grid_and_scores_on_the_same_bars(tmp_path) -> None:
     config = trainer_config(tmp_path, agents=["conditions"])
-    outcomes = bundled_outcomes(config, 1200)
+    outcomes = replayed_outcomes(config, 1200)
     strategy = ConditionsTraining(config, TEMPLATES["conditions"])
     live = strategy.initial_params()
     candidate = strategy.fit(outcomes[:840], live, FitSettings(0.25, 1200, TrainingMode.BATCH))
@@ -129,7 +113,7 @@ def test_forecaster_refit_is_judged_on_held_out_bars_and_a_rejected_model_is_rem
     config = trainer_config(tmp_path, agents=["forecaster"],
                             schedules={"forecaster": {"window": 700}})
     trainer = Trainer(config, "run")
-    trainer.outcomes = bundled_outcomes(config, 700)
+    trainer.outcomes = replayed_outcomes(config, 700)
 
     session = trainer.train("forecaster", TrainingMode.CONTINUOUS)
 
@@ -145,7 +129,7 @@ def test_forecaster_refit_is_judged_on_held_out_bars_and_a_rejected_model_is_rem
 def test_a_forecaster_version_without_a_model_predicts_one_half(tmp_path) -> None:
     config = trainer_config(tmp_path, agents=["forecaster"])
     strategy = ForecasterTraining(config, TEMPLATES["forecaster"], tmp_path)
-    scores = strategy.score_samples({"artifact": None}, bundled_outcomes(config, 50), 41)
+    scores = strategy.score_samples({"artifact": None}, replayed_outcomes(config, 50), 41)
     assert len(scores) == 3 * 9
     assert np.allclose(scores, math.log(0.5))
 
@@ -176,7 +160,7 @@ def test_a_candidate_that_scores_worse_is_never_deployed_and_is_discarded(tmp_pa
     config = trainer_config(tmp_path, agents=["ensemble"])
     worse = Worse(config, template_for("ensemble", config))
     trainer = Trainer(config, "run", strategies={"ensemble": worse})
-    trainer.outcomes = bundled_outcomes(config, 200)
+    trainer.outcomes = replayed_outcomes(config, 200)
 
     sessions = [trainer.train("ensemble", mode) for mode in TrainingMode]
 
